@@ -1,0 +1,18 @@
+"""oneinbox-asgi: a secure, drop-in "Talk to AI" voice button for any ASGI app."""
+
+from .context import CallRequest, Forbidden, allow_anonymous
+from .errors import ConfigurationError
+from .middleware import OneInboxMiddleware
+from .sessions import DjangoSessionReader, QuartSessionReader, SessionReader, StarletteSessionReader
+
+__all__ = [
+    "CallRequest",
+    "ConfigurationError",
+    "DjangoSessionReader",
+    "Forbidden",
+    "OneInboxMiddleware",
+    "QuartSessionReader",
+    "SessionReader",
+    "StarletteSessionReader",
+    "allow_anonymous",
+]

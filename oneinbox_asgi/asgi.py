@@ -1,0 +1,49 @@
+"""Small pure-ASGI helpers for the broker's own routes: bounded body, header look-ups."""
+
+from __future__ import annotations
+
+from starlette.types import Receive, Scope
+
+from .errors import CallError
+
+
+def header(scope: Scope, name: bytes) -> bytes | None:
+    """The first value of header ``name`` (lower-case bytes), without building a Headers."""
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value)
+    return None
+
+
+def is_json(scope: Scope) -> bool:
+    content_type = header(scope, b"content-type")
+    if content_type is None:
+        return False
+    media_type = content_type.split(b";", 1)[0].strip().lower()
+    return media_type == b"application/json"
+
+
+async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
+    """The whole request body, refusing (413) as soon as it grows past ``limit`` bytes."""
+    declared = header(scope, b"content-length")
+    if declared is not None:
+        try:
+            too_big = int(declared) > limit
+        except ValueError:
+            raise CallError(400, "bad_request", "Content-Length is not a number.") from None
+        if too_big:
+            raise _too_large(limit)
+    body = bytearray()
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise CallError(400, "bad_request", "The client went away before sending the body.")
+        body += message.get("body", b"")
+        if len(body) > limit:
+            raise _too_large(limit)
+        if not message.get("more_body", False):
+            return bytes(body)
+
+
+def _too_large(limit: int) -> CallError:
+    return CallError(413, "payload_too_large", f"The request body is over {limit} bytes.")

@@ -1,0 +1,75 @@
+"""What the host app's hooks see: ``CallRequest``; and how they answer: ``Forbidden``."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from starlette.datastructures import Headers
+from starlette.requests import cookie_parser
+from starlette.types import Scope
+
+
+class Forbidden(Exception):
+    """Raise from ``authorize`` to refuse a known user; ``message`` is shown to them."""
+
+    def __init__(self, message: str = "You are not allowed to start a call.") -> None:
+        super().__init__(message)
+        self.message = message
+
+
+class CallRequest:
+    """One start-call request, as the ``authorize``, ``variables`` and ``metadata`` hooks see it.
+
+    Built only for the broker's own routes, never for the host app's requests.
+    """
+
+    __slots__ = ("_cookies", "_headers", "agent", "body", "caller", "client_ip", "scope", "session")
+
+    def __init__(
+        self,
+        scope: Scope,
+        *,
+        session: Mapping[str, Any],
+        client_ip: str | None,
+        body: Mapping[str, Any],
+        agent: str | None,
+    ) -> None:
+        self.scope = scope
+        self.session = session
+        self.client_ip = client_ip
+        self.body = body
+        self.agent = agent
+        #: What ``authorize`` returned; set before ``variables`` and ``metadata`` run.
+        self.caller: Any = None
+        self._headers: Headers | None = None
+        self._cookies: dict[str, str] | None = None
+
+    @property
+    def headers(self) -> Headers:
+        if self._headers is None:
+            self._headers = Headers(scope=self.scope)
+        return self._headers
+
+    @property
+    def cookies(self) -> dict[str, str]:
+        if self._cookies is None:
+            self._cookies = cookie_parser(self.headers.get("cookie", ""))
+        return self._cookies
+
+    @property
+    def path(self) -> str:
+        return str(self.scope.get("path", ""))
+
+    def __repr__(self) -> str:
+        return (
+            f"CallRequest(path={self.path!r}, client_ip={self.client_ip!r}, agent={self.agent!r})"
+        )
+
+
+def allow_anonymous(request: CallRequest) -> str:
+    """An ``authorize`` hook that lets everyone call; the caller is keyed by client address.
+
+    For public sites that opt in explicitly. Pair it with the rate and concurrency limits.
+    """
+    return f"anonymous:{request.client_ip or 'unknown'}"

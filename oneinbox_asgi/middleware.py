@@ -1,0 +1,175 @@
+"""``OneInboxMiddleware``: one pure-ASGI dispatcher in front of the host app.
+
+A request whose path is under ``prefix`` goes to the broker's own routes; every
+other request, every websocket and the lifespan go to the host app untouched. The
+pass-through path is one string comparison: nothing is built for a request that
+is not ours.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Collection, Mapping
+from typing import TYPE_CHECKING, Any
+
+import httpx
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from .calls import CallPolicy, Hook, StartCall
+from .errors import ConfigurationError, not_found, send_error
+from .sessions import SessionReader
+from .upstream import DEFAULT_BASE_URL, OneInboxClient
+
+if TYPE_CHECKING:
+    from .widget import WidgetAssets
+
+logger = logging.getLogger("oneinbox_asgi")
+
+_REQUIRED: Any = object()
+
+
+def _option(value: str | None, env: str, default: str | None = None) -> str | None:
+    if value is not None:
+        return value
+    return os.environ.get(env) or default
+
+
+def _check_prefix(prefix: str) -> str:
+    if not isinstance(prefix, str) or not prefix.startswith("/") or "//" in prefix:
+        raise ConfigurationError(f"prefix must be a path such as '/oneinbox', not {prefix!r}")
+    prefix = prefix.rstrip("/")
+    if not prefix:
+        raise ConfigurationError("prefix must not be '/': the broker needs a path of its own")
+    return prefix
+
+
+class OneInboxMiddleware:
+    """Mounts ``POST {prefix}/start-call`` and ``GET {prefix}/widget.js`` on any ASGI app.
+
+    Options are checked once, here; see the README for each one and its default.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        authorize: Hook = _REQUIRED,
+        api_key: str | None = None,
+        agent_id: str | None = None,
+        agents: Mapping[str, str] | None = None,
+        base_url: str | None = None,
+        variables: Hook | None = None,
+        client_variables: Collection[str] = (),
+        metadata: Hook | None = None,
+        prefix: str = "/oneinbox",
+        session: SessionReader | None = None,
+        timeout: float = 10.0,
+        http_client: httpx.AsyncClient | None = None,
+    ) -> None:
+        self.app = app
+        key = _option(api_key, "ONEINBOX_API_KEY")
+        if not key:
+            raise ConfigurationError(
+                "OneInbox API key missing: set ONEINBOX_API_KEY or pass api_key="
+            )
+        if authorize is _REQUIRED or authorize is None:
+            raise ConfigurationError(
+                "authorize= is required: pass a hook that returns the caller's id "
+                "(or oneinbox_asgi.allow_anonymous to let anyone call)"
+            )
+        if not callable(authorize):
+            raise ConfigurationError("authorize must be a function of the CallRequest")
+        for name, hook in (("variables", variables), ("metadata", metadata)):
+            if hook is not None and not callable(hook):
+                raise ConfigurationError(f"{name} must be a function of the CallRequest")
+        agents = dict(agents or {})
+        for name, value in agents.items():
+            if not isinstance(name, str) or not isinstance(value, str) or not name or not value:
+                raise ConfigurationError(
+                    "agents must map names to agent ids, both non-empty strings"
+                )
+        default_agent = _option(agent_id, "ONEINBOX_AGENT_ID")
+        if not default_agent and not agents:
+            raise ConfigurationError(
+                "no agent configured: set ONEINBOX_AGENT_ID, or pass agent_id= or agents="
+            )
+        if isinstance(client_variables, str):
+            raise ConfigurationError("client_variables must be a collection of names, not a str")
+        if session is not None and not isinstance(session, SessionReader):
+            raise ConfigurationError("session must be a session reader with an async read()")
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
+            raise ConfigurationError(
+                f"timeout must be a positive number of seconds, not {timeout!r}"
+            )
+        url = _option(base_url, "ONEINBOX_BASE_URL", DEFAULT_BASE_URL)
+        assert url is not None
+        if not url.startswith(("https://", "http://")):
+            raise ConfigurationError(f"base_url must be an http(s) URL, not {url!r}")
+        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
+            raise ConfigurationError("http_client must be an httpx.AsyncClient")
+
+        self.prefix = _check_prefix(prefix)
+        self._route_prefix = self.prefix + "/"
+        self.upstream = OneInboxClient(
+            api_key=key, base_url=url, timeout=float(timeout), http_client=http_client
+        )
+        policy = CallPolicy(
+            authorize=authorize,
+            agent_id=default_agent or None,
+            agents=agents,
+            variables=variables,
+            client_variables=frozenset(client_variables),
+            metadata=metadata,
+            session=session,
+        )
+        self._routes = {"start-call": StartCall(policy, self.upstream)}
+        self._assets: WidgetAssets | None = None
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        scope_type = scope["type"]
+        if scope_type == "http":
+            path: str = scope["path"]
+            root_path: str = scope.get("root_path", "")
+            if root_path and path.startswith(root_path):
+                path = path[len(root_path) :]
+            if path.startswith(self._route_prefix):
+                await self.handle(scope, receive, send, path[len(self._route_prefix) :])
+                return
+        elif scope_type == "lifespan":
+            await self.app(scope, receive, self._closing_on_shutdown(send))
+            return
+        await self.app(scope, receive, send)
+
+    async def handle(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
+        """Answer one of the broker's own routes (``route`` is the path below the prefix)."""
+        endpoint = self._routes.get(route)
+        if endpoint is not None:
+            await endpoint(scope, receive, send)
+            return
+        if scope["method"] in ("GET", "HEAD") and "/" not in route and route:
+            await self.assets(scope, receive, send, route)
+            return
+        await send_error(send, not_found(), head_only=scope["method"] == "HEAD")
+
+    @property
+    def assets(self) -> WidgetAssets:
+        if self._assets is None:
+            from .widget import WidgetAssets
+
+            self._assets = WidgetAssets()
+        return self._assets
+
+    def _closing_on_shutdown(self, send: Send) -> Send:
+        """Close our own HTTP client just before the host app reports it has shut down."""
+
+        async def wrapped(message: Message) -> None:
+            if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+                await self.aclose()
+            await send(message)
+
+        return wrapped
+
+    async def aclose(self) -> None:
+        """Close the pooled upstream client (only if we created it)."""
+        await self.upstream.aclose()

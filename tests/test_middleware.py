@@ -1,0 +1,128 @@
+"""Dispatch, pass-through, options checked at construction, lifespan, real HTTP."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import httpx
+import pytest
+from starlette.applications import Starlette
+from websockets.sync.client import connect
+
+from oneinbox_asgi import ConfigurationError, OneInboxMiddleware, allow_anonymous
+from oneinbox_asgi.emulator.api import EmulatorAPI
+
+from .apps import authorize, starlette_app
+from .conftest import AGENT_ID, API_KEY
+from .servers import serve
+from .test_start_call import START, client_for, error_code
+
+pytestmark = pytest.mark.anyio
+
+
+async def test_other_paths_pass_through_untouched(upstream_client: httpx.AsyncClient) -> None:
+    app = starlette_app(http_client=upstream_client)
+    async with client_for(app) as client:
+        home = await client.get("/")
+        lookalike = await client.get("/oneinboxer")
+        missing = await client.get("/nope")
+    assert home.text == "host app at /"
+    assert lookalike.text == "host app at /oneinboxer"
+    assert missing.status_code == 404 and "error" not in missing.text
+
+
+def test_websockets_reach_the_host_app(oneinbox: EmulatorAPI) -> None:
+    app = starlette_app(base_url="http://127.0.0.1:9")
+    with serve(app) as url, connect(url.replace("http", "ws") + "/ws") as socket:
+        assert socket.recv(timeout=5) == "host websocket"
+
+
+async def test_routes_are_found_under_root_path(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    inner = OneInboxMiddleware(
+        Starlette(),
+        api_key=API_KEY,
+        agent_id=AGENT_ID,
+        authorize=allow_anonymous,
+        http_client=upstream_client,
+    )
+    transport = httpx.ASGITransport(app=inner, root_path="/shop")
+    async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+        response = await client.post("/shop" + START, json={})
+    assert response.status_code == 201, response.text
+
+
+async def test_a_different_prefix(upstream_client: httpx.AsyncClient) -> None:
+    app = starlette_app(
+        http_client=upstream_client, prefix="/voice/", authorize=allow_anonymous, variables=None
+    )
+    async with client_for(app) as client:
+        moved = await client.post("/voice/start-call", json={})
+        old = await client.post(START, json={})
+    assert moved.status_code == 201
+    assert old.status_code == 404 and "error" not in old.text  # the host app's own 404
+
+
+BAD_OPTIONS: list[tuple[dict[str, Any], str]] = [
+    ({"api_key": None}, "ONEINBOX_API_KEY"),
+    ({"authorize": None}, "authorize"),
+    ({"authorize": "yes"}, "authorize"),
+    ({"agent_id": None}, "ONEINBOX_AGENT_ID"),
+    ({"agents": {"sales": ""}}, "agents"),
+    ({"timeout": 0}, "timeout"),
+    ({"timeout": "10"}, "timeout"),
+    ({"prefix": "oneinbox"}, "prefix"),
+    ({"prefix": "/"}, "prefix"),
+    ({"base_url": "ftp://x"}, "base_url"),
+    ({"client_variables": "customer_name"}, "client_variables"),
+    ({"session": object()}, "session"),
+    ({"variables": 3}, "variables"),
+]
+
+
+@pytest.mark.parametrize(("options", "names"), BAD_OPTIONS)
+def test_bad_options_fail_at_construction_naming_what_to_set(
+    monkeypatch: pytest.MonkeyPatch, options: dict[str, Any], names: str
+) -> None:
+    for var in ("ONEINBOX_API_KEY", "ONEINBOX_AGENT_ID", "ONEINBOX_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    settings: dict[str, Any] = {"api_key": API_KEY, "agent_id": AGENT_ID, "authorize": authorize}
+    settings.update(options)
+    with pytest.raises(ConfigurationError, match=names) as raised:
+        OneInboxMiddleware(Starlette(), **settings)
+    assert isinstance(raised.value, ValueError)
+
+
+def test_options_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ONEINBOX_API_KEY", API_KEY)
+    monkeypatch.setenv("ONEINBOX_AGENT_ID", AGENT_ID)
+    monkeypatch.setenv("ONEINBOX_BASE_URL", "http://127.0.0.1:9/")
+    middleware = OneInboxMiddleware(app=Starlette(), authorize=allow_anonymous)
+    assert middleware.upstream.base_url == "http://127.0.0.1:9"
+    assert API_KEY not in repr(middleware.upstream)
+
+
+def test_over_real_http_with_lifespan_closing_the_pooled_client(
+    oneinbox: EmulatorAPI, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    with serve(oneinbox) as upstream_url:
+        app = starlette_app(base_url=upstream_url)
+        with serve(app) as url, httpx.Client(base_url=url) as client:
+            client.get("/login", params={"id": "u7", "name": "Lin"})
+            response = client.post(START, json={})
+            assert response.status_code == 201, response.text
+            assert client.get("/").text == "host app at /"
+            unauthorized = httpx.post(url + START, json={})
+            assert error_code(unauthorized) == "unauthorized"
+            middleware = app.middleware_stack
+            while not isinstance(middleware, OneInboxMiddleware):
+                middleware = middleware.app  # type: ignore[union-attr]
+            assert middleware.upstream._client is not None
+        # uvicorn has run the lifespan shutdown: our own client is closed and dropped.
+        assert middleware.upstream._client is None
+    call = oneinbox.registry.get(response.json()["call_id"])
+    assert call is not None and call.variables == {"customer_name": "Lin"}
+    assert API_KEY not in caplog.text
