@@ -69,18 +69,30 @@ class WebCall:
     participant_token: str
 
 
-def _surely_not_sent(exc: httpx.TransportError) -> bool:
-    """True when the request cannot have reached OneInbox, so a retry cannot bill twice.
+NOT_SENT, TIMED_OUT, BROKEN = "not_sent", "timed_out", "broken"
 
-    httpx-aiohttp maps every aiohttp connection error (a reset mid-response too) to
+
+def classify(exc: httpx.TransportError) -> str:
+    """How a transport failure happened: before the request left, by a timeout, or mid-way.
+
+    Only NOT_SENT may be retried: anything else may have created a billed call.
+    httpx-aiohttp maps every aiohttp connection error (a reset mid-answer too) to
     ``httpx.ConnectTimeout``, so for that transport the aiohttp cause decides.
     """
     cause = exc.__cause__
     if cause is not None and type(cause).__module__.startswith("aiohttp"):
         import aiohttp
 
-        return isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError)
-    return isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
+            return NOT_SENT
+        if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
+            return TIMED_OUT
+        return BROKEN
+    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
+        return NOT_SENT
+    if isinstance(exc, httpx.TimeoutException):
+        return TIMED_OUT
+    return BROKEN
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> int | None:
@@ -237,19 +249,12 @@ class OneInboxClient:
                 with anyio.fail_after(remaining):
                     return await self._send_once(method, path, payload, remaining)
             except TimeoutError:
-                raise UpstreamTimeout(
-                    f"OneInbox did not answer within {self.timeout:g} s"
-                ) from None
-            except httpx.TimeoutException as exc:
-                if isinstance(exc, httpx.ConnectTimeout) and _surely_not_sent(exc):
-                    if attempt + 1 < attempts:
-                        continue
-                    raise UpstreamUnavailable("OneInbox could not be reached in time") from None
-                raise UpstreamTimeout(
-                    f"OneInbox did not answer within {self.timeout:g} s"
-                ) from None
+                break
             except httpx.TransportError as exc:
-                if not _surely_not_sent(exc):
+                kind = classify(exc)
+                if kind == TIMED_OUT:
+                    break
+                if kind == BROKEN:
                     # The request may have been received: never retried (a second billed call).
                     raise UpstreamBadResponse(
                         f"OneInbox's connection broke before a full answer ({type(exc).__name__})"
