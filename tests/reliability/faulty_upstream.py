@@ -88,9 +88,8 @@ class FaultyUpstream:
             writer.write(_response(201, b'{"id": "call_1", "server_url": "wss://x"}'))
         elif mode == "huge":
             size = 50 * 1024 * 1024
-            writer.write(
-                f"HTTP/1.1 201 X\r\ncontent-type: application/json\r\ncontent-length: {size}\r\n\r\n".encode()
-            )
+            writer.write(_response(201, b"")[: -len(b"content-length: 0\r\n\r\n")])
+            writer.write(f"content-length: {size}\r\n\r\n".encode())
             chunk = b"x" * 65536
             try:
                 for _ in range(size // len(chunk)):
