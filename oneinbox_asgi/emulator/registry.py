@@ -10,7 +10,9 @@ from datetime import UTC, datetime
 from typing import Any, Literal
 
 CallStatus = Literal["queued", "initiated", "in_progress", "completed", "failed"]
-EndReason = Literal["api_stop", "user_hangup", "max_duration", "agent_hangup", "silence_timeout"]
+EndReason = Literal[
+    "api_stop", "user_hangup", "max_duration", "agent_hangup", "silence_timeout", "connection_lost"
+]
 
 
 def _iso(ts: float | None) -> str | None:
@@ -132,11 +134,18 @@ class CallRegistry:
 
     def end(self, call_id: str, reason: EndReason) -> Call:
         """Complete a call (a no-op if it already ended) and tell the listeners once."""
+        return self._finish(call_id, "completed", reason)
+
+    def fail(self, call_id: str, reason: EndReason) -> Call:
+        """End a call whose caller never got connected (a no-op if it already ended)."""
+        return self._finish(call_id, "failed", reason)
+
+    def _finish(self, call_id: str, status: CallStatus, reason: EndReason) -> Call:
         call = self._calls[call_id]
         if call.status in ("completed", "failed"):
             return call
         now = self._clock()
-        call.status = "completed"
+        call.status = status
         call.started_at = call.started_at or now
         call.ended_at = now
         call.end_reason = reason
