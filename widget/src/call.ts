@@ -14,6 +14,7 @@ import {
   type RoomOptions,
   Track,
   type TranscriptionSegment,
+  setLogLevel,
 } from "livekit-client";
 import {
   CHUNK_EVENT,
@@ -38,11 +39,15 @@ function coded(code: string, cause: unknown): Error {
   return e;
 }
 
+// livekit-client logs every state change at "info"; a host page's console is not ours.
+setLogLevel("warn");
+
 function create(p: CallParams): CallSession {
   const options: RoomOptions = { adaptiveStream: false, dynacast: false };
   if (p.singlePeerConnection !== undefined) options.singlePeerConnection = p.singlePeerConnection;
   const room = new Room(options);
   let closing = false;
+  let connected = false; // before this, failures surface as connect()'s rejection
   let publication: LocalTrackPublication | undefined;
   let muted = p.muted;
 
@@ -83,10 +88,12 @@ function create(p: CallParams): CallSession {
     })
     .on(RoomEvent.ParticipantDisconnected, () => {
       // The agent left: a call is the agent and us, so the last remote participant leaving ends it.
-      if (!closing && room.remoteParticipants.size === 0) p.on.ended("agent_left", false);
+      if (connected && !closing && room.remoteParticipants.size === 0) {
+        p.on.ended("agent_left", false);
+      }
     })
     .on(RoomEvent.Disconnected, (reason?: DisconnectReason) => {
-      if (closing) return;
+      if (closing || !connected) return;
       closing = true;
       const closed = CLOSED_BY_REMOTE.has(reason);
       p.on.ended(closed ? "remote" : "connection_lost", !closed);
@@ -135,6 +142,8 @@ function create(p: CallParams): CallSession {
       } catch (e) {
         throw coded(closing ? "aborted" : "connection_lost", e);
       }
+      if (closing) throw coded("aborted", null);
+      connected = true;
     },
     async disconnect() {
       closing = true;

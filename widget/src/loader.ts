@@ -181,6 +181,8 @@ function main(): void {
       document.head.appendChild(s);
     }));
 
+  // DOMExceptions have a numeric `code`; ours is a string.
+  const ours = (e: unknown): e is WidgetError => typeof (e as WidgetError | null)?.code === "string";
   const micError = (e: unknown): WidgetError => {
     const name = (e as DOMException | undefined)?.name;
     return error(
@@ -197,7 +199,7 @@ function main(): void {
       try {
         a.stream = await mic;
       } catch (e) {
-        throw (e as WidgetError).code ? e : micError(e);
+        throw ours(e) ? e : micError(e);
       }
       // Fetched while the person answers the permission prompt and start-call runs.
       const loaded = loadChunk();
@@ -267,12 +269,12 @@ function main(): void {
       try {
         await session.connect();
       } catch (e) {
-        throw error((e as WidgetError).code || "voice_unreachable");
+        throw error(ours(e) ? e.code : "voice_unreachable");
       }
       if (!a.done) setState("active");
     } catch (e) {
       if (a.done) return; // hung up meanwhile: not an error
-      const err = (e as WidgetError).code ? (e as WidgetError) : error("connection_lost");
+      const err = ours(e) ? e : error("connection_lost");
       await finish(a, "error", err);
       throw err;
     }
