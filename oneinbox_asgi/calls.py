@@ -1,7 +1,11 @@
-"""The start-call endpoint: check → authorize → variables → upstream → answer.
+"""The start-call and end-call endpoints.
 
-Every refusal is a ``CallError`` raised where it is found and answered in one place,
-so each route reads top to bottom as the contract describes it.
+start-call: method → cross-site → JSON → bounded body → agent/variables → session →
+authorize → rate limit → hooks → concurrency slot → upstream → 201 with an end handle.
+end-call: method → cross-site → JSON → handle → session → authorize → owner → stop → 200.
+
+Every refusal is a ``CallError`` raised where it is found and answered in one place
+(with its audit line), so each route reads top to bottom as the contract describes it.
 """
 
 from __future__ import annotations
@@ -9,16 +13,20 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
 from .asgi import is_json, read_body
-from .context import CallRequest, Forbidden
+from .context import CallEvent, CallRequest, Forbidden
 from .errors import CallError, method_not_allowed, send_error, send_json
+from .guards.audit import Trail
+from .guards.client import ClientAddress
+from .guards.cross_site import CrossSiteGuard
+from .guards.handles import HandleRefused, HandleSigner
+from .guards.limits import Limits, caller_key
 from .sessions import EMPTY, SessionReader
 from .upstream import (
     AgentNotFound,
@@ -39,7 +47,24 @@ MAX_CLIENT_VARIABLE_CHARS = 500
 DEFAULT_UPSTREAM_RETRY_AFTER = 5
 
 Hook = Callable[[CallRequest], Any | Awaitable[Any]]
+EventHook = Callable[[CallEvent], Any | Awaitable[Any]]
 StartCallAnswer = dict[str, Any]
+START_FIELDS = frozenset({"agent", "variables"})
+END_FIELDS = frozenset({"end_token"})
+#: Refusals that are the service's fault rather than the caller's: logged as warnings.
+_FAILURES = frozenset({"limits_unavailable", "internal_error"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallGuards:
+    """The checked options that guard the money: who may post, how often, how many at once."""
+
+    cross_site: CrossSiteGuard
+    client: ClientAddress
+    limits: Limits
+    handles: HandleSigner
+    on_call_started: EventHook | None = None
+    on_call_ended: EventHook | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,8 +88,8 @@ async def run_hook(hook: Hook, request: CallRequest) -> Any:
     return result
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
-    """The browser's JSON object; an empty body means ``{}``."""
+def parse_body(raw: bytes, fields: Collection[str] = START_FIELDS) -> dict[str, Any]:
+    """The browser's JSON object with only ``fields``; an empty body means ``{}``."""
     if not raw.strip():
         return {}
     try:
@@ -79,7 +104,7 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         raise CallError(400, "bad_request", f"The body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise CallError(400, "bad_request", "The body must be a JSON object.")
-    unknown = sorted(set(payload) - {"agent", "variables"})
+    unknown = sorted(set(payload) - set(fields))
     if unknown:
         raise CallError(400, "bad_request", f"Unknown field: {unknown[0][:40]!r}.")
     return payload
@@ -170,56 +195,41 @@ def _hook_failed(name: str) -> CallError:
     return CallError(500, "internal_error", "The call could not be set up.")
 
 
-class StartCall:
-    """``POST {prefix}/start-call``."""
+async def run_event_hook(name: str, hook: EventHook | None, event: CallEvent) -> None:
+    """Run ``on_call_started`` / ``on_call_ended``; a broken hook is logged, never fatal."""
+    if hook is None:
+        return
+    try:
+        result = hook(event)
+        if inspect.isawaitable(result):
+            await result
+    except Exception:
+        logger.exception("the %s hook raised; the call itself is unaffected", name)
 
-    def __init__(self, policy: CallPolicy, upstream: OneInboxClient) -> None:
+
+class _Route:
+    """What both routes share: the guards in front, the session and the authorize hook."""
+
+    route = ""
+
+    def __init__(self, policy: CallPolicy, guards: CallGuards, upstream: OneInboxClient) -> None:
         self.policy = policy
+        self.guards = guards
         self.upstream = upstream
 
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        started = time.perf_counter()
-        try:
-            answer = await self.start(scope, receive)
-        except CallError as error:
-            await send_error(send, error)
-            return
-        logger.info(
-            "call started call_id=%s latency_ms=%.1f",
-            answer["call_id"],
-            (time.perf_counter() - started) * 1000,
-        )
-        await send_json(send, 201, answer)
-
-    async def start(self, scope: Scope, receive: Receive) -> StartCallAnswer:
+    def _check_post(self, scope: Scope) -> None:
+        """Method, cross-site and JSON-only: together they stop a forged form post."""
         if scope["method"] != "POST":
             raise method_not_allowed(["POST"])
+        self.guards.cross_site.check(scope)
         if not is_json(scope):
             raise CallError(415, "unsupported_media_type", "Send the request as application/json.")
-        body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES))
-        policy = self.policy
-        agent_id = pick_agent(policy, body.get("agent"))
-        from_browser = browser_variables(policy, body.get("variables"))
 
-        request = CallRequest(
-            scope,
-            session=await self._session(scope),
-            client_ip=scope["client"][0] if scope.get("client") else None,
-            body=body,
-            agent=body.get("agent"),
-        )
-        request.caller = await self._authorize(request)
-        variables = from_browser | await self._hook_mapping("variables", request, {})
-        metadata = await self._hook_mapping(
-            "metadata", request, {"caller": str(request.caller), "path": request.path}
-        )
-
-        call = await self._create(agent_id, variables, metadata, request)
-        return {
-            "call_id": call.call_id,
-            "server_url": call.server_url,
-            "participant_token": call.participant_token,
-        }
+    def _deny(self, trail: Trail, event: str, error: CallError) -> None:
+        if error.code.startswith("upstream_"):
+            return  # logged where it was found, with its reason
+        level = logging.WARNING if error.code in _FAILURES else logging.INFO
+        trail.log(event, error.code, level=level, status=error.status)
 
     async def _session(self, scope: Scope) -> Mapping[str, Any]:
         if "session" in scope:
@@ -236,18 +246,87 @@ class StartCall:
                 break
         return await self.policy.session.read(cookie_parser(cookie.decode("latin-1")))
 
+    async def _identify(
+        self, scope: Scope, body: Mapping[str, Any], agent: str | None, trail: Trail
+    ) -> tuple[CallRequest, str]:
+        """Run ``authorize``; the request it saw and the caller's limit key."""
+        client_ip = self.guards.client.of(scope)
+        trail.caller = caller_key(None, client_ip)
+        request = CallRequest(
+            scope,
+            session=await self._session(scope),
+            client_ip=client_ip,
+            body=body,
+            agent=agent,
+        )
+        request.caller = await self._authorize(request)
+        key = caller_key(request.caller, client_ip)
+        trail.caller = key
+        return request, key
+
     async def _authorize(self, request: CallRequest) -> Any:
         try:
             caller = await run_hook(self.policy.authorize, request)
         except Forbidden as exc:
-            logger.info("call denied outcome=forbidden path=%s", request.path)
             raise CallError(403, "forbidden", exc.message) from None
         except Exception:
             raise _hook_failed("authorize") from None
         if not caller:
-            logger.info("call denied outcome=unauthorized path=%s", request.path)
             raise CallError(401, "unauthorized", "Please sign in to start a call.")
         return caller
+
+
+class StartCall(_Route):
+    """``POST {prefix}/start-call``."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trail = Trail.begin()
+        try:
+            answer = await self.start(scope, receive, trail)
+        except CallError as error:
+            self._deny(trail, "denied", error)
+            await send_error(send, error)
+            return
+        trail.log("started", "started")
+        await send_json(send, 201, answer)
+
+    async def start(self, scope: Scope, receive: Receive, trail: Trail) -> StartCallAnswer:
+        self._check_post(scope)
+        body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES))
+        policy = self.policy
+        agent_id = trail.agent = pick_agent(policy, body.get("agent"))
+        from_browser = browser_variables(policy, body.get("variables"))
+
+        request, key = await self._identify(scope, body, body.get("agent"), trail)
+        limits = self.guards.limits
+        await limits.check_rate(key)
+        variables = from_browser | await self._hook_mapping("variables", request, {})
+        metadata = await self._hook_mapping(
+            "metadata", request, {"caller": str(request.caller), "path": request.path}
+        )
+
+        slot = await limits.take_slot(key)
+        try:
+            call = await self._create(agent_id, variables, metadata, trail)
+        except BaseException:
+            if slot is not None:
+                await limits.give_back(key, slot)
+            raise
+        trail.call_id = call.call_id
+        end_token = self.guards.handles.issue(
+            key, call_id=call.call_id, agent_id=agent_id, slot=slot
+        )
+        await run_event_hook(
+            "on_call_started",
+            self.guards.on_call_started,
+            CallEvent(call_id=call.call_id, agent_id=agent_id, caller=key),
+        )
+        return {
+            "call_id": call.call_id,
+            "server_url": call.server_url,
+            "participant_token": call.participant_token,
+            "end_token": end_token,
+        }
 
     async def _hook_mapping(
         self, name: str, request: CallRequest, default: dict[str, Any]
@@ -268,17 +347,70 @@ class StartCall:
         agent_id: str,
         variables: dict[str, Any],
         metadata: dict[str, Any],
-        request: CallRequest,
+        trail: Trail,
     ) -> WebCall:
         try:
             return await self.upstream.create_web_call(
                 agent_id, variables=variables, metadata=metadata
             )
         except UpstreamError as exc:
-            logger.warning(
-                "call failed outcome=%s agent_id=%s reason=%s",
-                type(exc).__name__,
-                agent_id,
-                exc,
+            error = upstream_failure(exc)
+            trail.log("failed", error.code, level=logging.WARNING, reason=str(exc))
+            raise error from None
+
+
+class EndCall(_Route):
+    """``POST {prefix}/end-call`` with ``{"end_token": …}``: hang up a call the caller started.
+
+    Idempotent: OneInbox's stop is a no-op on an ended call, and a freed slot stays freed.
+    """
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        trail = Trail.begin()
+        try:
+            outcome = await self.end(scope, receive, trail)
+        except CallError as error:
+            self._deny(trail, "end denied", error)
+            await send_error(send, error)
+            return
+        trail.log("ended", outcome)
+        await send_json(send, 200, {"ended": True})
+
+    async def end(self, scope: Scope, receive: Receive, trail: Trail) -> str:
+        self._check_post(scope)
+        body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES), END_FIELDS)
+        if "end_token" not in body:
+            raise CallError(400, "bad_request", "Send the end_token that start-call returned.")
+        handles = self.guards.handles
+        try:
+            handle = handles.open(body["end_token"])
+        except HandleRefused as exc:
+            logger.debug("end-call handle refused: %s", exc)
+            raise CallError(404, "not_found", "There is no such call, or it is over.") from None
+        trail.call_id = handle.call_id
+        trail.agent = handle.agent_id
+
+        _, key = await self._identify(scope, body, None, trail)
+        if not handles.owned_by(handle, key):
+            raise CallError(403, "forbidden", "Only the person who started a call may end it.")
+
+        try:
+            await self.upstream.stop_call(handle.call_id)
+        except UpstreamError as exc:
+            error = upstream_failure(exc)
+            trail.log("end failed", error.code, level=logging.WARNING, reason=str(exc))
+            raise error from None
+
+        first = True
+        if handle.slot is not None:
+            first = await self.guards.limits.give_back(key, handle.slot)
+        if first:
+            duration = max(0.0, float(handles.clock() - handle.issued))
+            await run_event_hook(
+                "on_call_ended",
+                self.guards.on_call_ended,
+                CallEvent(
+                    call_id=handle.call_id, agent_id=handle.agent_id, caller=key, duration=duration
+                ),
             )
-            raise upstream_failure(exc) from None
+        return "ended" if first else "already_ended"

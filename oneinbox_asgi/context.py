@@ -1,8 +1,9 @@
-"""What the host app's hooks see: ``CallRequest``; and how they answer: ``Forbidden``."""
+"""What the host app's hooks see (``CallRequest``, ``CallEvent``) and how they refuse."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from starlette.datastructures import Headers
@@ -73,3 +74,17 @@ def allow_anonymous(request: CallRequest) -> str:
     For public sites that opt in explicitly. Pair it with the rate and concurrency limits.
     """
     return f"anonymous:{request.client_ip or 'unknown'}"
+
+
+@dataclass(frozen=True, slots=True)
+class CallEvent:
+    """What ``on_call_started`` and ``on_call_ended`` receive, for the host's own metrics."""
+
+    #: OneInbox's call id.
+    call_id: str
+    #: The OneInbox agent id the call was made with.
+    agent_id: str
+    #: The caller's limit key: ``id:<what authorize returned>`` or ``ip:<client address>``.
+    caller: str
+    #: Seconds from start-call to end-call (``on_call_ended`` only; whole seconds).
+    duration: float | None = None

@@ -16,8 +16,21 @@ from typing import TYPE_CHECKING, Any
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .calls import CallPolicy, Hook, StartCall
+from .calls import CallGuards, CallPolicy, EndCall, EventHook, Hook, StartCall
 from .errors import ConfigurationError, not_found, send_error
+from .guards.client import ClientAddress
+from .guards.cross_site import CrossSiteGuard
+from .guards.handles import HandleSigner
+from .guards.limits import (
+    DEFAULT_MAX_CALL_SECONDS,
+    DEFAULT_MAX_CONCURRENT_CALLS,
+    DEFAULT_RATE_LIMIT,
+    Limits,
+    RateLimit,
+    check_max_call_seconds,
+    check_max_concurrent_calls,
+)
+from .guards.store import LimitStore, open_store
 from .sessions import SessionReader
 from .upstream import DEFAULT_BASE_URL, OneInboxClient
 
@@ -45,7 +58,8 @@ def _check_prefix(prefix: str) -> str:
 
 
 class OneInboxMiddleware:
-    """Mounts ``POST {prefix}/start-call`` and ``GET {prefix}/widget.js`` on any ASGI app.
+    """Mounts ``POST {prefix}/start-call``, ``POST {prefix}/end-call`` and
+    ``GET {prefix}/widget.js`` on any ASGI app.
 
     Options are checked once, here; see the README for each one and its default.
     """
@@ -66,6 +80,14 @@ class OneInboxMiddleware:
         session: SessionReader | None = None,
         timeout: float = 10.0,
         http_client: httpx.AsyncClient | None = None,
+        trusted_origins: Collection[str] = (),
+        trusted_proxies: Collection[str] = (),
+        rate_limit: str | None = DEFAULT_RATE_LIMIT,
+        max_concurrent_calls: int | None = DEFAULT_MAX_CONCURRENT_CALLS,
+        max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS,
+        store: LimitStore | str | None = None,
+        on_call_started: EventHook | None = None,
+        on_call_ended: EventHook | None = None,
     ) -> None:
         self.app = app
         key = _option(api_key, "ONEINBOX_API_KEY")
@@ -108,6 +130,17 @@ class OneInboxMiddleware:
             raise ConfigurationError(f"base_url must be an http(s) URL, not {url!r}")
         if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
             raise ConfigurationError("http_client must be an httpx.AsyncClient")
+        for name, event_hook in (
+            ("on_call_started", on_call_started),
+            ("on_call_ended", on_call_ended),
+        ):
+            if event_hook is not None and not callable(event_hook):
+                raise ConfigurationError(f"{name} must be a function of the CallEvent")
+        cross_site = CrossSiteGuard(trusted_origins)
+        client_address = ClientAddress(trusted_proxies)
+        rate = None if rate_limit is None else RateLimit.parse(rate_limit)
+        cap = check_max_concurrent_calls(max_concurrent_calls)
+        lease = check_max_call_seconds(max_call_seconds)
 
         self.prefix = _check_prefix(prefix)
         self._route_prefix = self.prefix + "/"
@@ -123,7 +156,19 @@ class OneInboxMiddleware:
             metadata=metadata,
             session=session,
         )
-        self._routes = {"start-call": StartCall(policy, self.upstream)}
+        self.store, self._owns_store = open_store(store)
+        guards = CallGuards(
+            cross_site=cross_site,
+            client=client_address,
+            limits=Limits(self.store, rate=rate, max_concurrent_calls=cap, max_call_seconds=lease),
+            handles=HandleSigner(key, max_age=lease, clock=self.store.clock),
+            on_call_started=on_call_started,
+            on_call_ended=on_call_ended,
+        )
+        self._routes: dict[str, StartCall | EndCall] = {
+            "start-call": StartCall(policy, guards, self.upstream),
+            "end-call": EndCall(policy, guards, self.upstream),
+        }
         self._assets: WidgetAssets | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -171,5 +216,9 @@ class OneInboxMiddleware:
         return wrapped
 
     async def aclose(self) -> None:
-        """Close the pooled upstream client (only if we created it)."""
-        await self.upstream.aclose()
+        """Close the pooled upstream client and the limit store (only those we created)."""
+        try:
+            await self.upstream.aclose()
+        finally:
+            if self._owns_store:
+                await self.store.aclose()

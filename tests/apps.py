@@ -56,12 +56,18 @@ def host_routes() -> list[Route | WebSocketRoute]:
 
 
 def starlette_app(**options: Any) -> Starlette:
-    """Session middleware outside ours, so ``scope["session"]`` is there when we run."""
+    """Session middleware outside ours, so ``scope["session"]`` is there when we run.
+
+    The per-caller limits are off unless a test passes them (tests/guards tests the
+    real defaults), so tests that start several calls as one user keep working.
+    """
     settings: dict[str, Any] = {
         "api_key": API_KEY,
         "agent_id": AGENT_ID,
         "authorize": authorize,
         "variables": variables,
+        "rate_limit": None,
+        "max_concurrent_calls": None,
     }
     settings.update(options)
     return Starlette(

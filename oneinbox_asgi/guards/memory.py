@@ -1,0 +1,90 @@
+"""The in-process limit store (the default): right for one process, however many tasks.
+
+Every operation runs under one lock and never awaits inside it, so it is atomic for
+asyncio tasks and for threads alike. Idle keys are swept out now and then, so memory
+stays proportional to the callers active in the last window.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+
+from .store import Clock
+
+SWEEP_EVERY_SECONDS = 60.0
+
+
+class MemoryStore:
+    """Sliding-window rate limits and leased slots in dicts, for a single process.
+
+    Several replicas each with their own ``MemoryStore`` each apply the limits on
+    their own: use ``RedisStore`` to share one budget.
+    """
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._hits: dict[str, tuple[float, deque[float]]] = {}  # key -> (period, times)
+        self._slots: dict[str, dict[str, float]] = {}  # key -> slot -> expires at
+        self._next_sweep = clock() + SWEEP_EVERY_SECONDS
+
+    def __repr__(self) -> str:
+        return f"MemoryStore(keys={len(self._hits) + len(self._slots)})"
+
+    async def hit(self, key: str, limit: int, period: float) -> float:
+        with self._lock:
+            now = self.clock()
+            self._sweep(now)
+            entry = self._hits.get(key)
+            if entry is None:
+                entry = self._hits[key] = (period, deque())
+            times = entry[1]
+            while times and times[0] <= now - period:
+                times.popleft()
+            if len(times) >= limit:
+                return max(times[len(times) - limit] + period - now, 0.001)
+            times.append(now)
+            return 0.0
+
+    async def acquire(self, key: str, slot: str, cap: int, lease: float) -> bool:
+        with self._lock:
+            now = self.clock()
+            self._sweep(now)
+            slots = self._slots.setdefault(key, {})
+            for taken, expires in list(slots.items()):
+                if expires <= now:
+                    del slots[taken]
+            if len(slots) >= cap:
+                return False
+            slots[slot] = now + lease
+            return True
+
+    async def release(self, key: str, slot: str) -> bool:
+        with self._lock:
+            now = self.clock()
+            slots = self._slots.get(key)
+            if slots is None:
+                return False
+            expires = slots.pop(slot, None)
+            if not slots:
+                del self._slots[key]
+            return expires is not None and expires > now
+
+    async def aclose(self) -> None:
+        with self._lock:
+            self._hits.clear()
+            self._slots.clear()
+
+    def _sweep(self, now: float) -> None:
+        """Drop keys with nothing left in them (called under the lock)."""
+        if now < self._next_sweep:
+            return
+        self._next_sweep = now + SWEEP_EVERY_SECONDS
+        for key, (period, times) in list(self._hits.items()):
+            if not times or times[-1] <= now - period:
+                del self._hits[key]
+        for key, slots in list(self._slots.items()):
+            if all(expires <= now for expires in slots.values()):
+                del self._slots[key]

@@ -1,0 +1,188 @@
+"""The Redis limit store: one budget shared by every replica, atomic on the server.
+
+Each operation is one Lua script on one key (so it also works on a Redis Cluster),
+run with EVALSHA; redis-py reloads a script the server forgot (NOSCRIPT after a
+restart or SCRIPT FLUSH). Every call is bounded: connect and socket timeouts, a
+bounded connection pool, and a deadline over the whole operation including its one
+retry. A broken connection is replaced on the next call, so the app recovers by
+itself when Redis comes back. redis-py is imported only when this store is made.
+
+Times are integer milliseconds of the store's ``clock`` (wall clock by default):
+replicas need synchronised clocks (NTP), as any skew shifts their windows by as much.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+import secrets
+import time
+from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import anyio
+
+from ..errors import ConfigurationError
+from .store import Clock, StoreUnavailable
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.commands.core import AsyncScript
+
+DEFAULT_KEY_PREFIX = "oneinbox-asgi:"
+MAX_PLAIN_KEY_CHARS = 200
+
+# KEYS[1]: the caller's window. ARGV: now_ms, cutoff_ms (now - period), limit, member, period_ms.
+# Answers 0 (recorded) or the milliseconds until an attempt would be allowed.
+HIT = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[2])
+local limit = tonumber(ARGV[3])
+local count = redis.call('ZCARD', KEYS[1])
+if count >= limit then
+  local edge = redis.call('ZRANGE', KEYS[1], count - limit, count - limit, 'WITHSCORES')
+  local wait = tonumber(edge[2]) - tonumber(ARGV[2])
+  if wait < 1 then wait = 1 end
+  return wait
+end
+redis.call('ZADD', KEYS[1], ARGV[1], ARGV[4])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 0
+"""
+
+# KEYS[1]: the caller's slots. ARGV: now_ms, cap, slot, expires_ms, lease_ms.
+# Idempotent: taking a slot already held answers 1, so a retried call cannot leak one.
+ACQUIRE = """
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
+if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
+redis.call('PEXPIRE', KEYS[1], ARGV[5])
+return 1
+"""
+
+# KEYS[1]: the caller's slots. ARGV: slot, now_ms. Answers 1 if it was held and unexpired.
+RELEASE = """
+local expires = redis.call('ZSCORE', KEYS[1], ARGV[1])
+if not expires then return 0 end
+redis.call('ZREM', KEYS[1], ARGV[1])
+if tonumber(expires) > tonumber(ARGV[2]) then return 1 end
+return 0
+"""
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for messages and reprs."""
+    try:
+        parts = urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        user = parts.username or ""
+        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
+    except ValueError:
+        return url.split("://", 1)[0] + "://…"
+
+
+class RedisStore:
+    """Sliding-window rate limits and leased slots in Redis, shared by every replica.
+
+    ``timeout`` bounds each operation (connect, command and its one retry), in seconds.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        timeout: float = 1.0,
+        key_prefix: str = DEFAULT_KEY_PREFIX,
+        max_connections: int = 64,
+        clock: Clock = time.time,
+    ) -> None:
+        try:
+            from redis.asyncio import BlockingConnectionPool, Redis
+            from redis.asyncio.retry import Retry
+            from redis.backoff import NoBackoff
+        except ImportError:
+            raise ConfigurationError(
+                "store is a Redis URL but redis-py is not installed: "
+                "pip install 'oneinbox-asgi[redis]'"
+            ) from None
+        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+            raise ConfigurationError(f"RedisStore timeout must be positive, not {timeout!r}")
+        self.clock = clock
+        self.url = redacted(url)
+        self.timeout = float(timeout)
+        self.key_prefix = key_prefix
+        try:
+            pool = BlockingConnectionPool.from_url(
+                url,
+                max_connections=max_connections,
+                timeout=self.timeout,
+                socket_connect_timeout=self.timeout,
+                socket_timeout=self.timeout,
+                retry=Retry(NoBackoff(), 1),
+                client_name="oneinbox-asgi",
+            )
+        except ValueError as exc:
+            raise ConfigurationError(
+                f"store: {self.url} is not a usable Redis URL: {exc}"
+            ) from None
+        self._pool = pool
+        self._redis: Redis = Redis(connection_pool=pool)
+        self._hit: AsyncScript = self._redis.register_script(HIT)
+        self._acquire: AsyncScript = self._redis.register_script(ACQUIRE)
+        self._release: AsyncScript = self._redis.register_script(RELEASE)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, timeout={self.timeout!r})"
+
+    def _key(self, kind: str, key: str) -> str:
+        if len(key) > MAX_PLAIN_KEY_CHARS:
+            key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
+        return f"{self.key_prefix}{kind}:{key}"
+
+    def _now_ms(self) -> int:
+        return math.floor(self.clock() * 1000)
+
+    async def _run(self, script: AsyncScript, key: str, *args: str | int) -> int:
+        try:
+            with anyio.fail_after(self.timeout):
+                result: Any = await script(keys=[key], args=list(args))
+        except TimeoutError:
+            raise StoreUnavailable(
+                f"Redis at {self.url} did not answer within {self.timeout:g} s"
+            ) from None
+        except Exception as exc:
+            from redis.exceptions import RedisError
+
+            if isinstance(exc, RedisError | OSError):
+                reason = str(exc).replace("\n", " ")[:200]
+                raise StoreUnavailable(
+                    f"Redis at {self.url}: {type(exc).__name__}: {reason}"
+                ) from None
+            raise
+        return int(result)
+
+    async def hit(self, key: str, limit: int, period: float) -> float:
+        now = self._now_ms()
+        period_ms = max(math.ceil(period * 1000), 1)
+        member = secrets.token_hex(8)
+        wait_ms = await self._run(
+            self._hit, self._key("rate", key), now, now - period_ms, limit, member, period_ms
+        )
+        return wait_ms / 1000
+
+    async def acquire(self, key: str, slot: str, cap: int, lease: float) -> bool:
+        now = self._now_ms()
+        lease_ms = max(math.ceil(lease * 1000), 1)
+        taken = await self._run(
+            self._acquire, self._key("slots", key), now, cap, slot, now + lease_ms, lease_ms
+        )
+        return taken == 1
+
+    async def release(self, key: str, slot: str) -> bool:
+        return await self._run(self._release, self._key("slots", key), slot, self._now_ms()) == 1
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+        await self._pool.disconnect()
