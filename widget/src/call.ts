@@ -43,7 +43,16 @@ function coded(code: string, cause: unknown): Error {
 setLogLevel("warn");
 
 function create(p: CallParams): CallSession {
-  const options: RoomOptions = { adaptiveStream: false, dynacast: false };
+  const options: RoomOptions = {
+    adaptiveStream: false,
+    dynacast: false,
+    // Agent audio plays through the media element (not Web Audio), so the browser's
+    // echo cancellation applies to it.
+    webAudioMix: false,
+    // The loader ends the call on pagehide (with end-call); livekit-client's own handler
+    // would also fire on a beforeunload that the page then cancels.
+    disconnectOnPageLeave: false,
+  };
   if (p.singlePeerConnection !== undefined) options.singlePeerConnection = p.singlePeerConnection;
   const room = new Room(options);
   let closing = false;
