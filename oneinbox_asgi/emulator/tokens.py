@@ -84,6 +84,8 @@ class TokenSigner:
             raise TokenError("access token was issued for another API key") from exc
         except jwt.InvalidSignatureError as exc:
             raise TokenError("access token signature is invalid") from exc
+        except jwt.DecodeError as exc:  # includes a signature that is not even base64
+            raise TokenError("access token is malformed or its signature is invalid") from exc
         except jwt.PyJWTError as exc:
             raise TokenError(f"access token is malformed: {exc}") from exc
         if now is not None and claims["exp"] <= now:

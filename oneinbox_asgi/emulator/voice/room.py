@@ -144,8 +144,11 @@ class VoiceRoom:
     async def speak(self, pcm: Pcm) -> None:
         played = self.voice.say(pcm)
         # Bounded: if nobody pulls the audio (caller gone), the agent must not hang forever.
+        # (asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
+        # arrives as the future completes, and close() does both at once.)
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(played, pcm.size / 48_000 + 2.0)
+            async with asyncio.timeout(pcm.size / 48_000 + 2.0):
+                await played
 
     def transcript(self, role: Role, text: str) -> None:
         self.registry.add_message(self.call.id, role, text)

@@ -193,7 +193,11 @@ class VoiceServer:
         if (await receive())["type"] != "websocket.connect":
             return
         if isinstance(admission, Refusal):
-            await _deny(scope, send, admission)
+            # Refused before the upgrade (uvicorn answers 403). livekit-client then asks the
+            # validate endpoint, which gives the real status and the reason. (A denial response
+            # with the status itself works too, but uvicorn logs each one as an error.)
+            log.info("refused a join: %s %s", admission.status, admission.reason)
+            await send({"type": "websocket.close", "code": 1008})
             return
         room = self._room_for(admission.call)
         await send({"type": "websocket.accept"})
@@ -263,19 +267,3 @@ async def _plain(send: Send, status: int, text: str, head: bool = False) -> None
     headers = [*_cors_headers(), (b"content-length", str(len(body)).encode())]
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": b"" if head else body})
-
-
-async def _deny(scope: Scope, send: Send, refusal: Refusal) -> None:
-    """Reject the upgrade with the refusal's status where the server supports it (uvicorn does)."""
-    if "websocket.http.response" in scope.get("extensions", {}):
-        body = refusal.reason.encode()
-        await send(
-            {
-                "type": "websocket.http.response.start",
-                "status": refusal.status,
-                "headers": [*_cors_headers(), (b"content-length", str(len(body)).encode())],
-            }
-        )
-        await send({"type": "websocket.http.response.body", "body": body})
-    else:
-        await send({"type": "websocket.close", "code": 1008})

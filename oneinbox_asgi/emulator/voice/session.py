@@ -140,7 +140,8 @@ class SignalSession:
             await self._send(protocol.leave(reason))
         # The client closes its peer connections and socket when it reads the leave.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), self.timings.leave_grace)
+            async with asyncio.timeout(self.timings.leave_grace):
+                await self._closed.wait()
         await self.close()
 
     async def close(self) -> None:
@@ -176,7 +177,8 @@ class SignalSession:
 
     async def _watch_connection(self) -> None:
         try:
-            await asyncio.wait_for(self.connected.wait(), self.timings.connect_timeout)
+            async with asyncio.timeout(self.timings.connect_timeout):
+                await self.connected.wait()
         except TimeoutError:
             log.warning("session %s: media did not connect in time", self.sid)
             await self.leave(protocol.DisconnectReason.JOIN_FAILURE)
@@ -308,7 +310,8 @@ class SignalSession:
     async def _serve(self) -> None:
         while not self._closing:
             try:
-                message = await asyncio.wait_for(self.socket.receive(), self.timings.idle_timeout)
+                async with asyncio.timeout(self.timings.idle_timeout):
+                    message = await self.socket.receive()
             except TimeoutError:
                 log.info(
                     "session %s: no message in %ss, dropping", self.sid, self.timings.idle_timeout
