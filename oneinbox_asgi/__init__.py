@@ -1,11 +1,12 @@
 """oneinbox-asgi: a secure, drop-in "Talk to AI" voice button for any ASGI app."""
 
-from .context import CallRequest, Forbidden, allow_anonymous
+from .context import CallEvent, CallRequest, Forbidden, allow_anonymous
 from .errors import ConfigurationError
 from .middleware import OneInboxMiddleware
 from .sessions import DjangoSessionReader, QuartSessionReader, SessionReader, StarletteSessionReader
 
 __all__ = [
+    "CallEvent",
     "CallRequest",
     "ConfigurationError",
     "DjangoSessionReader",

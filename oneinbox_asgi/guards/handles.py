@@ -80,7 +80,7 @@ class HandleSigner:
             raise HandleRefused("unknown handle version")
         _, owner, call_id, agent_id, slot, issued = payload
         age = self.clock() - issued
-        if age > self.max_age:
+        if age >= self.max_age:  # the slot's lease is over too
             raise HandleRefused("expired")
         if age < -CLOCK_SKEW_SECONDS:
             raise HandleRefused("issued in the future")
