@@ -379,7 +379,7 @@ class EndCall(_Route):
     async def end(self, scope: Scope, receive: Receive, trail: Trail) -> str:
         self._check_post(scope)
         body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES), END_FIELDS)
-        if "end_token" not in body:
+        if not isinstance(body.get("end_token"), str):
             raise CallError(400, "bad_request", "Send the end_token that start-call returned.")
         handles = self.guards.handles
         try:

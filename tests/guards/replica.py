@@ -1,0 +1,55 @@
+"""One replica for the multi-process test: ``python -m tests.guards.replica``.
+
+Configured only by the environment, as a deployment would be: ONEINBOX_API_KEY,
+ONEINBOX_AGENT_ID, ONEINBOX_BASE_URL, ONEINBOX_REDIS_URL (the shared limit store)
+and REPLICA_MAX_CONCURRENT_CALLS. Callers are named by the ``X-User`` header.
+Serves on 127.0.0.1 on a free port and prints ``PORT <n>`` once it listens.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+
+import uvicorn
+from starlette.applications import Starlette
+
+from oneinbox_asgi import CallRequest, OneInboxMiddleware
+
+
+def user_from_header(request: CallRequest) -> str | None:
+    return request.headers.get("x-user") or None
+
+
+def make_app() -> OneInboxMiddleware:
+    return OneInboxMiddleware(
+        Starlette(),
+        authorize=user_from_header,
+        rate_limit=None,
+        max_concurrent_calls=int(os.environ["REPLICA_MAX_CONCURRENT_CALLS"]),
+    )
+
+
+async def serve() -> None:
+    config = uvicorn.Config(
+        make_app(),
+        host="127.0.0.1",
+        port=0,
+        lifespan="on",
+        log_level="warning",
+        loop="asyncio",
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    for _ in range(1000):  # at most 10 s
+        if server.started or task.done():
+            break
+        await asyncio.sleep(0.01)
+    if server.started:
+        port = server.servers[0].sockets[0].getsockname()[1]
+        print(f"PORT {port}", flush=True)
+    await task
+
+
+if __name__ == "__main__":
+    asyncio.run(serve())

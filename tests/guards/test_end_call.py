@@ -1,0 +1,206 @@
+"""POST /oneinbox/end-call: only the caller who started a call ends it; idempotent."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_asgi.guards import MemoryStore
+from oneinbox_asgi.guards.handles import HandleSigner
+
+from ..apps import starlette_app
+from .conftest import END, START, FakeClock, StoreFactory, broker, client_for, code_of
+
+pytestmark = pytest.mark.anyio
+
+
+def stops(oneinbox: EmulatorAPI) -> list[str]:
+    return [r.path for r in oneinbox.received if r.path.endswith("/stop")]
+
+
+async def test_end_call_stops_the_call_upstream_and_is_idempotent(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    app = broker(upstream_client)
+    async with client_for(app, "u1") as client:
+        started = (await client.post(START, json={})).json()
+        first = await client.post(END, json={"end_token": started["end_token"]})
+        second = await client.post(END, json={"end_token": started["end_token"]})
+    assert first.status_code == 200 and first.json() == {"ended": True}
+    assert first.headers["cache-control"] == "no-store"
+    assert second.status_code == 200 and second.json() == {"ended": True}
+    call = oneinbox.registry.get(started["call_id"])
+    assert call is not None and call.status == "completed" and call.end_reason == "api_stop"
+    assert stops(oneinbox) == [f"/v1/calls/{started['call_id']}/stop"] * 2
+
+
+async def test_start_call_answers_the_fixed_shape(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    app = broker(upstream_client)
+    async with client_for(app, "u1") as client:
+        response = await client.post(START, json={})
+    assert response.status_code == 201
+    body = response.json()
+    assert set(body) == {"call_id", "server_url", "participant_token", "end_token"}
+    assert "u1" not in body["end_token"]  # the handle names the caller only by a keyed digest
+
+
+async def test_another_callers_handle_is_refused_and_nothing_goes_upstream(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    app = broker(upstream_client)
+    async with client_for(app, "alice") as alice, client_for(app, "mallory") as mallory:
+        token = (await alice.post(START, json={})).json()["end_token"]
+        stolen = await mallory.post(END, json={"end_token": token})
+        assert stolen.status_code == 403 and code_of(stolen) == "forbidden"
+        assert stops(oneinbox) == []
+        assert (await alice.post(START, json={})).status_code == 429  # alice's slot still held
+        assert (await alice.post(END, json={"end_token": token})).status_code == 200
+
+
+async def test_session_users_end_their_own_calls_only(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    """The same, with the Starlette session cookie as the proof of who is calling."""
+    app = starlette_app(http_client=upstream_client, max_concurrent_calls=1)
+
+    def session_client() -> httpx.AsyncClient:
+        transport = httpx.ASGITransport(app=app)
+        return httpx.AsyncClient(transport=transport, base_url="http://testserver")
+
+    async with session_client() as ada, session_client() as eve, session_client() as anon:
+        await ada.get("/login", params={"id": "ada"})
+        await eve.get("/login", params={"id": "eve"})
+        token = (await ada.post(START, json={})).json()["end_token"]
+        by_eve = await eve.post(END, json={"end_token": token})
+        by_nobody = await anon.post(END, json={"end_token": token})
+        by_ada = await ada.post(END, json={"end_token": token})
+    assert by_eve.status_code == 403 and code_of(by_eve) == "forbidden"
+    assert by_nobody.status_code == 401 and code_of(by_nobody) == "unauthorized"
+    assert by_ada.status_code == 200
+    assert len(stops(oneinbox)) == 1
+
+
+def tampered(token: str) -> str:
+    body, _, signature = token.rpartition(".")
+    flipped = "A" if signature[0] != "A" else "B"
+    return f"{body}.{flipped}{signature[1:]}"
+
+
+async def test_forged_and_foreign_handles_are_404(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    app = broker(upstream_client)
+    other_key = HandleSigner("oi_sk_some_other_key", max_age=900, clock=FakeClock())
+    async with client_for(app, "u1") as client:
+        token = (await client.post(START, json={})).json()["end_token"]
+        foreign = other_key.issue("id:u1", call_id="call_x", agent_id="agt_demo", slot="s")
+        for forged in [tampered(token), "not-a-handle", "a" * 5000, foreign, token + "x"]:
+            response = await client.post(END, json={"end_token": forged})
+            assert response.status_code == 404, forged
+            assert code_of(response) == "not_found"
+    assert stops(oneinbox) == []
+
+
+@pytest.mark.parametrize(
+    ("body", "content_type", "status", "code"),
+    [
+        (b"{}", "application/json", 400, "bad_request"),
+        (b'{"end_token": 7}', "application/json", 400, "bad_request"),
+        (b'{"end_token": ""}', "application/json", 404, "not_found"),
+        (b'{"end_token": "x", "call_id": "call_1"}', "application/json", 400, "bad_request"),
+        (b"[]", "application/json", 400, "bad_request"),
+        (b"end_token=x", "application/x-www-form-urlencoded", 415, "unsupported_media_type"),
+        (b'{"end_token": "' + b"x" * 20_000 + b'"}', "application/json", 413, "payload_too_large"),
+    ],
+)
+async def test_bad_end_call_bodies(
+    oneinbox: EmulatorAPI,
+    upstream_client: httpx.AsyncClient,
+    body: bytes,
+    content_type: str,
+    status: int,
+    code: str,
+) -> None:
+    app = broker(upstream_client)
+    async with client_for(app, "u1") as client:
+        response = await client.post(END, content=body, headers={"Content-Type": content_type})
+    assert response.status_code == status
+    assert code_of(response) == code
+    assert stops(oneinbox) == []
+
+
+async def test_end_call_wants_post(upstream_client: httpx.AsyncClient) -> None:
+    app = broker(upstream_client)
+    async with client_for(app, "u1") as client:
+        response = await client.get(END)
+    assert response.status_code == 405 and response.headers["allow"] == "POST"
+    assert code_of(response) == "method_not_allowed"
+
+
+async def test_a_failed_stop_keeps_the_slot_and_can_be_retried(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    app = broker(upstream_client, rate_limit=None)
+    async with client_for(app, "u1") as client:
+        token = (await client.post(START, json={})).json()["end_token"]
+        oneinbox.misbehave(status=503, times=1)
+        failed = await client.post(END, json={"end_token": token})
+        assert failed.status_code == 502 and code_of(failed) == "upstream_error"
+        assert (await client.post(START, json={})).status_code == 429  # maybe still running
+        assert (await client.post(END, json={"end_token": token})).status_code == 200
+        assert (await client.post(START, json={})).status_code == 201
+
+
+async def test_an_unknown_call_upstream_still_ends_fine(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    """OneInbox forgot the call (404 on stop): it is over either way, the slot is freed."""
+    app = broker(upstream_client, rate_limit=None)
+    async with client_for(app, "u1") as client:
+        token = (await client.post(START, json={})).json()["end_token"]
+        oneinbox.misbehave(status=404, times=1)
+        assert (await client.post(END, json={"end_token": token})).status_code == 200
+        assert (await client.post(START, json={})).status_code == 201
+
+
+async def test_a_handle_from_one_replica_ends_the_call_on_another(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, make_store: StoreFactory
+) -> None:
+    """Two middlewares, same API key, each with its own store object (over one Redis)."""
+    clock = FakeClock()
+    replica_a = broker(upstream_client, store=make_store(clock=clock))
+    replica_b = broker(upstream_client, store=make_store(clock=clock))
+    async with client_for(replica_a, "u1") as a, client_for(replica_b, "u1") as b:
+        token = (await a.post(START, json={})).json()["end_token"]
+        assert (await b.post(END, json={"end_token": token})).status_code == 200
+        assert len(stops(oneinbox)) == 1
+        if not isinstance(replica_a.store, MemoryStore):  # one shared budget on Redis
+            assert (await b.post(START, json={})).status_code == 201
+            assert (await a.post(START, json={})).status_code == 429
+
+
+async def test_a_handle_expires_with_the_lease(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    clock = FakeClock()
+    app = broker(upstream_client, max_call_seconds=60, store=MemoryStore(clock=clock))
+    async with client_for(app, "u1") as client:
+        token = (await client.post(START, json={})).json()["end_token"]
+        clock.advance(59)
+        assert (await client.post(END, json={"end_token": token})).status_code == 200
+        token = (await client.post(START, json={})).json()["end_token"]
+        clock.advance(60)
+        expired = await client.post(END, json={"end_token": token})
+    assert expired.status_code == 404 and code_of(expired) == "not_found"
+    assert len(stops(oneinbox)) == 1
+
+
+def test_handles_tolerate_a_little_clock_skew_between_replicas() -> None:
+    ahead, behind = FakeClock(1_700_000_030.0), FakeClock(1_700_000_000.0)
+    signer = HandleSigner("oi_sk_k", max_age=900, clock=ahead)
+    token = signer.issue("id:u1", call_id="call_1", agent_id="agt", slot=None)
+    handle = HandleSigner("oi_sk_k", max_age=900, clock=behind).open(token)
+    assert handle.call_id == "call_1" and handle.slot is None
