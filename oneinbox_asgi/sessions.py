@@ -9,6 +9,7 @@ expired, foreign or oversize cookie reads as an empty session, never an error.
 from __future__ import annotations
 
 import json
+import logging
 from base64 import b64decode
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -19,6 +20,8 @@ from .errors import ConfigurationError
 
 if TYPE_CHECKING:
     from quart import Quart
+
+logger = logging.getLogger("oneinbox_asgi")
 
 # Browsers cap a cookie near 4 KiB; anything larger was not set by the host app.
 MAX_COOKIE_BYTES = 4096
@@ -121,10 +124,19 @@ def _load_django_session(session_key: str) -> Mapping[str, Any]:
     from importlib import import_module
 
     from django.conf import settings
+    from django.db import close_old_connections
 
-    engine = import_module(settings.SESSION_ENGINE)
-    store = engine.SessionStore(session_key)
+    # This runs outside Django's request cycle, which is what closes database connections
+    # (and drops broken ones) around each request. Do the same here: otherwise the
+    # executor thread would keep its connection forever, and once that connection went
+    # stale (a database restart, a server-side idle timeout) every session would read
+    # as empty and every caller would get a 401.
+    close_old_connections()
     try:
-        return dict(store.items())
-    except Exception:  # a broken store answers "no session"; the host app logs its own errors
+        engine = import_module(settings.SESSION_ENGINE)
+        return dict(engine.SessionStore(session_key).items())
+    except Exception:  # a broken store answers "no session", never an error page
+        logger.warning("Django's session store failed; the session reads as empty", exc_info=True)
         return EMPTY
+    finally:
+        close_old_connections()

@@ -1,0 +1,139 @@
+"""Django: ``application = OneInboxMiddleware(get_asgi_application(), ...)``.
+
+Django's session lives inside its handler, after we have run, so the broker loads it
+from ``settings.SESSION_ENGINE`` by the session cookie with ``DjangoSessionReader()``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+from asgiref.sync import sync_to_async
+from django.core.asgi import get_asgi_application
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from oneinbox_asgi import DjangoSessionReader, OneInboxMiddleware
+from oneinbox_asgi.emulator.api import EmulatorAPI
+
+from ..servers import serve
+from . import django_site
+from .support import (
+    START,
+    assert_call_for,
+    assert_visitor_is_refused,
+    assert_widget_has_no_cookie,
+    client_for,
+    login,
+    options,
+    real_http_round_trip,
+)
+
+pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("django")]
+
+
+@pytest.fixture
+def db_sessions() -> Iterator[None]:
+    with django_site.engine("db"):
+        yield
+
+
+def make_app(*, reader: bool = True, **extra: Any) -> OneInboxMiddleware:
+    if reader:
+        extra["session"] = DjangoSessionReader()
+    return OneInboxMiddleware(get_asgi_application(), **options(**extra))  # the one line
+
+
+@pytest.mark.parametrize("engine", sorted(django_site.ENGINES))
+async def test_logged_in_user_gets_a_call_with_their_name(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, engine: str
+) -> None:
+    with django_site.engine(engine):
+        app = make_app(http_client=upstream_client)
+        async with client_for(app) as client:
+            await login(client, "u1", "Grace")
+            await assert_call_for(client, oneinbox, "u1", "Grace")
+            await assert_widget_has_no_cookie(client)
+
+
+async def test_visitor_without_session_gets_401(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, db_sessions: None
+) -> None:
+    await assert_visitor_is_refused(make_app(http_client=upstream_client), oneinbox)
+
+
+async def test_host_routes_still_work(
+    upstream_client: httpx.AsyncClient, db_sessions: None
+) -> None:
+    app = make_app(http_client=upstream_client)
+    async with client_for(app) as client:
+        home = await client.get("/")
+        lookalike = await client.get("/oneinboxer")
+        item = await client.get("/oneinboxer/7")
+        missing = await client.get("/oneinbox")
+    assert home.text == "host app at /"
+    assert lookalike.text == "host app at /oneinboxer"
+    assert item.text == "item 7"
+    assert missing.status_code == 404 and "Not Found" in missing.text  # Django's own page
+
+
+async def test_without_the_reader_djangos_session_is_not_seen(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, db_sessions: None
+) -> None:
+    app = make_app(reader=False, http_client=upstream_client)
+    async with client_for(app) as client:
+        await login(client, "u2", "Ada")
+        response = await client.post(START, json={})
+    assert response.status_code == 401
+    assert oneinbox.received == []
+
+
+async def test_the_reader_closes_its_database_connection_like_a_request_does(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, db_sessions: None
+) -> None:
+    """The reader runs outside Django's request cycle, which closes connections.
+
+    A connection kept forever in the reader's thread would, once stale (a database
+    restart, an idle timeout), make every session read empty: every caller a 401.
+    """
+    from django.db import connection
+
+    app = make_app(http_client=upstream_client)
+    async with client_for(app) as client:
+        await login(client, "u3", "Ada")
+        await assert_call_for(client, oneinbox, "u3", "Ada")
+    # The reader's work ran in asgiref's thread-sensitive executor; look there.
+    assert await sync_to_async(lambda: connection.connection)() is None
+
+
+def closing_on_shutdown(broker: OneInboxMiddleware) -> ASGIApp:
+    """Answer the lifespan for Django, which refuses it, and close the broker at shutdown.
+
+    Without this nothing closes the broker's pooled upstream client when uvicorn stops:
+    ``OneInboxMiddleware`` passes the lifespan to Django, Django raises, uvicorn carries
+    on without one. (Until the middleware answers the lifespan itself for such apps.)
+    """
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "lifespan":
+            await broker(scope, receive, send)
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await broker.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    return app
+
+
+def test_over_real_http(oneinbox: EmulatorAPI, db_sessions: None) -> None:
+    with serve(oneinbox) as upstream:
+        broker = make_app(base_url=upstream)
+        real_http_round_trip(closing_on_shutdown(broker), oneinbox, name="Lin")
+    assert broker.upstream._client is None
