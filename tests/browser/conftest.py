@@ -39,6 +39,8 @@ LAUNCH_ARGS = [
 TIMEOUT_MS = 10_000  # every wait in these tests is bounded by this
 CSP = "script-src 'self' 'nonce-{nonce}'; style-src 'self'"
 API_KEY = "oi_sk_browser_tests_0123456789abcdef"
+RATE_LIMIT = "3/minute"  # per caller; every login is a new caller
+FORBIDDEN_MESSAGE = "Voice calls are not part of your plan."
 
 # Recorded before any page script runs; init scripts are not subject to the page's CSP.
 RECORDER = """
@@ -81,8 +83,6 @@ class Site:
     fake: Any  # oneinbox_asgi.emulator.api.EmulatorAPI
     pages: dict[str, tuple[str, bool]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
-    # The next start-call answers with this (status, JSON body, headers) instead.
-    start_call_override: tuple[int, Any, dict[str, str]] | None = None
 
     def page(self, body: Callable[[str], str], *, csp: bool = True) -> str:
         """Registers a page; ``body(nonce)`` renders its HTML. Returns its absolute URL."""
@@ -104,13 +104,15 @@ def _build_app(site_ref: list[Site], fake: Any) -> Any:
     from starlette.applications import Starlette
     from starlette.middleware.sessions import SessionMiddleware
     from starlette.requests import Request
-    from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
+    from starlette.responses import HTMLResponse, PlainTextResponse, Response
     from starlette.routing import Route
 
-    from oneinbox_asgi import CallRequest, OneInboxMiddleware
+    from oneinbox_asgi import CallRequest, Forbidden, OneInboxMiddleware
 
     def authorize(request: CallRequest) -> str | None:
         user = request.session.get("user")
+        if user and user["name"] == "Blocked":
+            raise Forbidden(FORBIDDEN_MESSAGE)
         return str(user["id"]) if user else None
 
     def variables(request: CallRequest) -> dict[str, Any]:
@@ -149,11 +151,13 @@ def _build_app(site_ref: list[Site], fake: Any) -> Any:
         agent_id="agt_demo",
         base_url="http://oneinbox.invalid",
         http_client=client,
+        rate_limit=RATE_LIMIT,
+        max_concurrent_calls=1,
     )
     app = SessionMiddleware(broker, secret_key="browser-tests-secret")
 
     async def recorder(scope: Any, receive: Any, send: Any) -> None:
-        """Records the broker's requests; can override the next start-call's answer."""
+        """Records the broker's requests (method, path, headers, body), then passes them on."""
         site = site_ref[0]
         if scope["type"] != "http" or not scope["path"].startswith("/oneinbox/"):
             await app(scope, receive, send)
@@ -172,12 +176,6 @@ def _build_app(site_ref: list[Site], fake: Any) -> Any:
                 bytes(body),
             )
         )
-        override = site.start_call_override
-        if override and scope["path"] == "/oneinbox/start-call":
-            site.start_call_override = None
-            status, payload, headers = override
-            await JSONResponse(payload, status_code=status, headers=headers)(scope, receive, send)
-            return
         replayed = False
 
         async def replay() -> Any:
@@ -249,12 +247,10 @@ def site(chromium_browser: Any) -> Iterator[Site]:
 def fresh_site(site: Site) -> Iterator[Site]:
     """The site with its knobs reset and its request logs emptied."""
     site.requests.clear()
-    site.start_call_override = None
     site.fake.received.clear()
     site.fake.behave()
     site.fake.server_url = f"ws://127.0.0.1:{_closed_port()}"
     yield site
-    site.start_call_override = None
 
 
 @pytest.fixture

@@ -19,7 +19,9 @@ from oneinbox_asgi.widget import script_tag
 from .conftest import (
     API_KEY,
     CHROMIUM,
+    FORBIDDEN_MESSAGE,
     LAUNCH_ARGS,
+    RATE_LIMIT,
     RECORDER,
     TIMEOUT_MS,
     Site,
@@ -171,61 +173,77 @@ def test_click_starts_a_call_and_an_unreachable_voice_server_is_an_error(
 
 def test_signed_out_caller_sees_the_servers_401_message(fresh_site: Site, page: Any) -> None:
     page.goto(widget_page(fresh_site))
+    _refusal(page, 401, "unauthorized")
+    assert fresh_site.fake.received == []
+
+
+def _refusal(page: Any, status: int, code: str) -> dict[str, Any]:
+    """Clicks; expects start-call's refusal on screen, in the event, and the mic released."""
     with page.expect_response("**/oneinbox/start-call") as answer_info:
         talk(page)
     wait_state(page, "error")
     answer = answer_info.value
-    assert answer.status == 401
-    message = answer.json()["error"]["message"]
+    assert answer.status == status
+    body = answer.json()
+    assert body["error"]["code"] == code
+    message = body["error"]["message"]
     assert message
     assert alert_text(page) == message
     detail = last_error(page)
     assert detail["code"] == "start_refused"
-    assert detail["status"] == 401
-    assert detail["serverCode"] == "unauthorized"
-    assert detail["message"] == message
+    assert (detail["status"], detail["serverCode"], detail["message"]) == (status, code, message)
     wait_mic_released(page)
+    return {"detail": detail, "headers": answer.all_headers()}
 
 
-@pytest.mark.parametrize(
-    ("status", "code", "message", "headers"),
-    [
-        (
-            429,
-            "rate_limited",
-            "You are calling too often. Try again in a minute.",
-            {"Retry-After": "60"},
-        ),
-        (429, "too_many_calls", "You already have a call running.", {}),
-        (403, "forbidden", "Your plan does not include voice calls.", {}),
-    ],
-)
-def test_refused_start_call_shows_the_servers_message(
-    fresh_site: Site,
-    page: Any,
-    status: int,
-    code: str,
-    message: str,
-    headers: dict[str, str],
-) -> None:
+def test_rate_limited_caller_sees_the_servers_429_message(fresh_site: Site, page: Any) -> None:
     login(page, fresh_site)
     page.goto(widget_page(fresh_site))
-    fresh_site.start_call_override = (
-        status,
-        {"error": {"code": code, "message": message}},
-        headers,
-    )
-    talk(page)
-    wait_state(page, "error")
-    assert alert_text(page) == message
-    detail = last_error(page)
-    assert (detail["code"], detail["status"], detail["serverCode"]) == (
-        "start_refused",
-        status,
-        code,
-    )
-    assert detail.get("retryAfter") == (int(headers["Retry-After"]) if headers else None)
-    wait_mic_released(page)
+    allowed = int(RATE_LIMIT.split("/")[0])
+    for _ in range(allowed):  # each fails at the (unreachable) voice server, after start-call
+        talk(page)
+        wait_state(page, "error")
+        assert last_error(page)["code"] == "voice_unreachable"
+    refused = _refusal(page, 429, "rate_limited")
+    retry_after = int(refused["headers"]["retry-after"])
+    assert 0 < retry_after <= 60
+    assert refused["detail"]["retryAfter"] == retry_after
+    assert len(fresh_site.posted("start-call")) == allowed + 1
+    created = [r for r in fresh_site.fake.received if r.path == "/v1/calls/web"]
+    assert len(created) == allowed  # the refused one never went upstream
+
+
+def test_caller_at_the_concurrent_call_cap_sees_the_servers_429_message(
+    fresh_site: Site, context: Any, hanging_voice_server: str
+) -> None:
+    fresh_site.fake.server_url = hanging_voice_server
+    first = context.new_page()
+    login(first, fresh_site)
+    url = widget_page(fresh_site)
+    first.goto(url)
+    talk(first)
+    wait_for_room(first)  # a call is open (connecting) in the first tab
+    second = context.new_page()
+    second.goto(url)
+    refused = _refusal(second, 429, "too_many_calls")
+    assert "retryAfter" not in refused["detail"]
+    # Hanging up in the first tab frees the slot (end-call), and the second may call.
+    talk(first, "End call")
+    wait_state(first, "ended")
+    wait_until(lambda: fresh_site.posted("end-call"))
+    with second.expect_response("**/oneinbox/start-call") as answer_info:
+        talk(second)
+    assert answer_info.value.status == 201, answer_info.value.text()
+    wait_for_room(second)
+    talk(second, "End call")
+    wait_state(second, "ended")
+
+
+def test_forbidden_caller_sees_the_servers_403_message(fresh_site: Site, page: Any) -> None:
+    login(page, fresh_site, name="Blocked")
+    page.goto(widget_page(fresh_site))
+    refused = _refusal(page, 403, "forbidden")
+    assert refused["detail"]["message"] == FORBIDDEN_MESSAGE
     assert fresh_site.fake.received == []  # refused before any upstream call
 
 
@@ -274,32 +292,39 @@ def test_microphone_permission_denied(fresh_site: Site, chromium_browser: Any) -
         browser.close()
 
 
-@pytest.mark.parametrize(
-    ("dom_error", "code"),
-    [
-        ("NotFoundError", "no_microphone"),
-        ("OverconstrainedError", "no_microphone"),
-        ("NotReadableError", "mic_in_use"),
-        ("AbortError", "mic_in_use"),
-        ("SecurityError", "mic_denied"),
-    ],
-)
-def test_microphone_failures_have_their_own_messages(
-    fresh_site: Site, context: Any, dom_error: str, code: str
-) -> None:
-    # getUserMedia's failures as the browser reports them (DOMException names).
+MIC_FAILURES = [
+    ("NotFoundError", "no_microphone"),
+    ("OverconstrainedError", "no_microphone"),
+    ("NotReadableError", "mic_in_use"),
+    ("AbortError", "mic_in_use"),
+    ("SecurityError", "mic_denied"),
+    ("NotAllowedError", "mic_denied"),
+]
+
+
+def test_microphone_failures_have_their_own_messages(fresh_site: Site, context: Any) -> None:
+    # getUserMedia's failures as the browser reports them (DOMException names), one
+    # after the other on one page: each click retries after the previous error.
     context.add_init_script(
         "navigator.mediaDevices.getUserMedia = () => "
-        f"Promise.reject(new DOMException('simulated', {json.dumps(dom_error)}));"
+        "Promise.reject(new DOMException('simulated', window.__micFailure));"
     )
     page = context.new_page()
     login(page, fresh_site)
     page.goto(widget_page(fresh_site))
-    talk(page)
-    wait_state(page, "error")
-    assert last_error(page)["code"] == code
-    assert alert_text(page).startswith(MESSAGES[code])
+    for number, (dom_error, code) in enumerate(MIC_FAILURES, start=1):
+        page.evaluate("name => { window.__micFailure = name; }", dom_error)
+        talk(page)
+        page.wait_for_function(
+            "n => window.__oneinbox.events.filter(e => e.type === 'error').length === n",
+            arg=number,
+            timeout=TIMEOUT_MS,
+        )
+        assert page.evaluate("window.OneInbox.state") == "error"
+        assert last_error(page)["code"] == code, dom_error
+        assert alert_text(page).startswith(MESSAGES[code]), dom_error
     assert fresh_site.posted("start-call") == []
+    assert states(page) == ["connecting", "error"] * len(MIC_FAILURES)
 
 
 def test_insecure_page_is_told_it_needs_https(fresh_site: Site, context: Any) -> None:
@@ -387,7 +412,7 @@ def test_hang_up_while_the_microphone_prompt_is_open(fresh_site: Site, context: 
         window.__streams = [];
         const late = (c) => real(c).then((s) => { window.__streams.push(s); return s; });
         navigator.mediaDevices.getUserMedia = (c) =>
-          new Promise((resolve) => setTimeout(() => resolve(late(c)), 700));
+          new Promise((resolve) => setTimeout(() => resolve(late(c)), 400));
         """
     )
     page = context.new_page()
@@ -588,7 +613,6 @@ def test_manual_mode_renders_nothing_and_the_js_api_works(
     login(page, fresh_site)
     page.goto(widget_page(fresh_site, mount="manual"))
     page.wait_for_function("() => !!window.OneInbox", timeout=TIMEOUT_MS)
-    page.wait_for_load_state("networkidle")
     assert page.locator("oneinbox-widget").count() == 0
     assert page.get_by_role("button").count() == 0
     assert page.evaluate("window.OneInbox.state") == "idle"
@@ -637,8 +661,7 @@ def test_script_tag_integrity_is_checked_by_the_browser(fresh_site: Site, page: 
     tag = script_tag()
     forged = re.sub(r'integrity="sha384-[^"]+"', 'integrity="sha384-' + "A" * 64 + '"', tag)
     url = fresh_site.page(lambda nonce: f"<!doctype html><title>x</title>{forged}", csp=False)
-    page.goto(url)
-    page.wait_for_load_state("networkidle")
+    page.goto(url)  # async scripts delay the load event goto waits for: it has run or failed
     assert page.evaluate("typeof window.OneInbox") == "undefined"
     url = fresh_site.page(lambda nonce: f"<!doctype html><title>x</title>{tag}", csp=False)
     page.goto(url)
