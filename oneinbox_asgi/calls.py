@@ -210,20 +210,24 @@ async def run_event_hook(name: str, hook: EventHook | None, event: CallEvent) ->
 class _Route:
     """What both routes share: the guards in front, the session and the authorize hook."""
 
-    route = ""
-
     def __init__(self, policy: CallPolicy, guards: CallGuards, upstream: OneInboxClient) -> None:
         self.policy = policy
         self.guards = guards
         self.upstream = upstream
 
-    def _check_post(self, scope: Scope) -> None:
-        """Method, cross-site and JSON-only: together they stop a forged form post."""
+    def _check_post(self, scope: Scope, trail: Trail) -> str | None:
+        """Method, cross-site and JSON-only: together they stop a forged form post.
+
+        Answers the client address (``trusted_proxies`` applied).
+        """
+        client_ip = self.guards.client.of(scope)
+        trail.caller = caller_key(None, client_ip)  # until authorize says who it is
         if scope["method"] != "POST":
             raise method_not_allowed(["POST"])
         self.guards.cross_site.check(scope)
         if not is_json(scope):
             raise CallError(415, "unsupported_media_type", "Send the request as application/json.")
+        return client_ip
 
     def _deny(self, trail: Trail, event: str, error: CallError) -> None:
         if error.code.startswith("upstream_"):
@@ -247,11 +251,14 @@ class _Route:
         return await self.policy.session.read(cookie_parser(cookie.decode("latin-1")))
 
     async def _identify(
-        self, scope: Scope, body: Mapping[str, Any], agent: str | None, trail: Trail
+        self,
+        scope: Scope,
+        client_ip: str | None,
+        body: Mapping[str, Any],
+        agent: str | None,
+        trail: Trail,
     ) -> tuple[CallRequest, str]:
         """Run ``authorize``; the request it saw and the caller's limit key."""
-        client_ip = self.guards.client.of(scope)
-        trail.caller = caller_key(None, client_ip)
         request = CallRequest(
             scope,
             session=await self._session(scope),
@@ -291,13 +298,13 @@ class StartCall(_Route):
         await send_json(send, 201, answer)
 
     async def start(self, scope: Scope, receive: Receive, trail: Trail) -> StartCallAnswer:
-        self._check_post(scope)
+        client_ip = self._check_post(scope, trail)
         body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES))
         policy = self.policy
         agent_id = trail.agent = pick_agent(policy, body.get("agent"))
         from_browser = browser_variables(policy, body.get("variables"))
 
-        request, key = await self._identify(scope, body, body.get("agent"), trail)
+        request, key = await self._identify(scope, client_ip, body, body.get("agent"), trail)
         limits = self.guards.limits
         await limits.check_rate(key)
         variables = from_browser | await self._hook_mapping("variables", request, {})
@@ -377,7 +384,7 @@ class EndCall(_Route):
         await send_json(send, 200, {"ended": True})
 
     async def end(self, scope: Scope, receive: Receive, trail: Trail) -> str:
-        self._check_post(scope)
+        client_ip = self._check_post(scope, trail)
         body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES), END_FIELDS)
         if not isinstance(body.get("end_token"), str):
             raise CallError(400, "bad_request", "Send the end_token that start-call returned.")
@@ -390,7 +397,8 @@ class EndCall(_Route):
         trail.call_id = handle.call_id
         trail.agent = handle.agent_id
 
-        _, key = await self._identify(scope, body, None, trail)
+        # authorize is not shown the handle: hooks may log their request.
+        _, key = await self._identify(scope, client_ip, {}, None, trail)
         if not handles.owned_by(handle, key):
             raise CallError(403, "forbidden", "Only the person who started a call may end it.")
 

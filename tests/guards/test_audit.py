@@ -131,3 +131,28 @@ async def test_a_broken_hook_is_logged_and_the_call_goes_on(
     assert started.status_code == 201 and ended.status_code == 200
     assert "the on_call_started hook raised" in caplog.text
     assert "the on_call_ended hook raised" in caplog.text
+
+
+async def test_a_cross_site_refusal_is_logged_with_the_address(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="oneinbox_asgi")
+    seen_bodies: list[Any] = []
+
+    def authorize(request: Any) -> str:
+        seen_bodies.append(dict(request.body))
+        return "u1"
+
+    app = broker(upstream_client, authorize=authorize)
+    async with client_for(app, client=("192.0.2.9", 4000)) as client:
+        token = (await client.post(START, json={})).json()["end_token"]
+        refused = await client.post(START, json={}, headers={"Sec-Fetch-Site": "cross-site"})
+        await client.post(END, json={"end_token": token})
+    assert refused.status_code == 403
+    lines = audit_lines(caplog)
+    assert [(line["outcome"], line["caller"]) for line in lines] == [
+        ("started", "id:u1"),
+        ("cross_site", "ip:192.0.2.9"),
+        ("ended", "id:u1"),
+    ]
+    assert seen_bodies == [{}, {}]  # the end-call's authorize never sees the handle
