@@ -29,10 +29,12 @@ from .support import (
 
 pytestmark = pytest.mark.anyio
 
+SECRET = "quart-session-secret"
+
 
 def make_app(*, reader: bool = True, **extra: Any) -> Quart:
     app = Quart(__name__)
-    app.secret_key = "quart-session-secret"
+    app.secret_key = SECRET
 
     @app.get("/")
     async def home() -> str:
