@@ -1,6 +1,6 @@
 """The Redis limit store: one budget shared by every replica, atomic on the server.
 
-Each operation is one Lua script on one key (so it also works on a Redis Cluster),
+Each operation is one Lua script on one key (nothing spans keys),
 run with EVALSHA; redis-py reloads a script the server forgot (NOSCRIPT after a
 restart or SCRIPT FLUSH). Every call is bounded: connect and socket timeouts, a
 bounded connection pool, and a deadline over the whole operation including its one
