@@ -1,0 +1,177 @@
+"""End-to-end: the real demo app and the real emulator, served by uvicorn on loopback, driven
+through the real widget in Debian's Chromium.
+
+One browser and one pair of servers for the whole package. Chromium's fake microphone plays
+a WAV made here from the emulator's own reply sound: 1.2 s of speech, then 1.3 s of silence,
+in a loop, so the demo agent hears utterances and takes turns.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+import wave
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+
+from oneinbox_asgi.demo import DemoConfig, build_demo_app
+from oneinbox_asgi.emulator.agent import AgentSettings
+from oneinbox_asgi.emulator.app import Emulator
+from oneinbox_asgi.emulator.serving import BackgroundServers, Served, bind
+from oneinbox_asgi.emulator.voice.media import SAMPLE_RATE, load_clip
+from oneinbox_asgi.emulator.voice.server import VoiceOptions
+from oneinbox_asgi.emulator.voice.session import SessionTimings
+
+CHROMIUM = "/usr/bin/chromium"
+LAUNCH_ARGS = [
+    "--no-sandbox",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--use-fake-ui-for-media-stream",
+    "--use-fake-device-for-media-stream",
+    "--autoplay-policy=no-user-gesture-required",
+    "--allow-loopback-in-peer-connection",
+]
+TIMEOUT_MS = 10_000
+INSTRUMENT = (Path(__file__).parent / "instrument.js").read_text()
+AGENT_ID = "agt_demo"
+
+TIMINGS: list[tuple[str, float, float]] = []
+"""(test, click → active ms, click → first agent audio ms), printed at the end of the run."""
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if not TIMINGS:
+        return
+    terminalreporter.section("end-to-end timings (loopback)")
+    for name, active, audio in TIMINGS:
+        terminalreporter.write_line(
+            f"{name}: click → active {active:.0f} ms, click → first agent audio {audio:.0f} ms"
+        )
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("ONEINBOX_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"{reason} and ONEINBOX_REQUIRE_BROWSER=1")
+    pytest.skip(f"{reason}; set ONEINBOX_REQUIRE_BROWSER=1 to make this a failure")
+
+
+def _speaking_caller(path: Path) -> Path:
+    speech = load_clip("reply.ogg")[: int(1.2 * SAMPLE_RATE)]
+    pcm = np.concatenate([speech, np.zeros(int(1.3 * SAMPLE_RATE), np.int16)])
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE)
+        out.writeframes(pcm.tobytes())
+    return path
+
+
+@pytest.fixture(scope="package")
+def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    if not os.access(CHROMIUM, os.X_OK):
+        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    wav = _speaking_caller(tmp_path_factory.mktemp("e2e") / "caller.wav")
+    args = [*LAUNCH_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+@dataclass
+class Stack:
+    """The demo site and the emulator it calls, both on loopback."""
+
+    site_url: str
+    emulator: Emulator
+    servers: BackgroundServers
+
+    def use_agent(self, settings: AgentSettings) -> None:
+        """Settings for the demo agent in calls created from now on."""
+        self.emulator.agents[AGENT_ID] = settings
+
+    def record(self, call_id: str) -> dict[str, Any]:
+        response = httpx.get(
+            f"{self.emulator.base_url}/v1/calls/{call_id}",
+            headers={"authorization": f"Bearer {self.emulator.api_key}"},
+        )
+        assert response.status_code == 200
+        record: dict[str, Any] = response.json()
+        return record
+
+    def stop(self, call_id: str) -> None:
+        response = httpx.post(
+            f"{self.emulator.base_url}/v1/calls/{call_id}/stop",
+            headers={"authorization": f"Bearer {self.emulator.api_key}"},
+        )
+        assert response.status_code == 200
+
+
+@pytest.fixture(scope="package")
+def stack(chromium: Any) -> Iterator[Stack]:
+    emulator = Emulator(
+        agents={AGENT_ID: AgentSettings()},
+        voice=VoiceOptions(departure_timeout=2.0, timings=SessionTimings(connect_timeout=8.0)),
+    )
+    emulator_slot = Served(emulator, bind())
+    emulator.bind(emulator_slot.url)
+    site = build_demo_app(
+        DemoConfig(
+            api_key=emulator.api_key,
+            agent_id=AGENT_ID,
+            base_url=emulator.base_url,
+            backend="the local OneInbox emulator",
+        )
+    )
+    site_slot = Served(site, bind())
+    with BackgroundServers([site_slot, emulator_slot]) as servers:
+        yield Stack(site_slot.url, emulator, servers)
+
+
+@pytest.fixture
+def fresh_stack(stack: Stack) -> Iterator[Stack]:
+    stack.emulator.api.behave()
+    stack.use_agent(AgentSettings())
+    yield stack
+    stack.emulator.api.behave()
+    stack.use_agent(AgentSettings())
+
+
+@pytest.fixture
+def page(chromium: Any, fresh_stack: Stack) -> Iterator[Any]:
+    """A signed-in visitor ("Ada") on the demo's home page, with the widget loaded."""
+    context = chromium.new_context()
+    context.set_default_timeout(TIMEOUT_MS)
+    context.add_init_script(INSTRUMENT)
+    page = context.new_page()
+    page.errors = []
+    page.on("pageerror", lambda exc: page.errors.append(str(exc)))
+    signed_in = context.request.post(f"{fresh_stack.site_url}/login", form={"name": "Ada"})
+    assert signed_in.ok
+    page.goto(fresh_stack.site_url + "/")
+    page.wait_for_function("() => !!window.OneInbox")
+    try:
+        yield page
+    finally:
+        context.close()
+
+
+def wait_until(condition: Callable[[], object], timeout: float = TIMEOUT_MS / 1000) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {timeout} s: {condition}")
+        time.sleep(0.05)
