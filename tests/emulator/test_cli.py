@@ -1,0 +1,88 @@
+"""``python -m oneinbox_asgi emulator`` and ``demo`` as a person starts them."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import pytest
+
+pytestmark = pytest.mark.slow
+
+
+@contextmanager
+def command(*args: str, env: dict[str, str] | None = None) -> Iterator[list[str]]:
+    """Run ``python -m oneinbox_asgi *args``; yield its first lines of output; stop it after."""
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("ONEINBOX_")}
+    environment |= env or {}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "oneinbox_asgi", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=environment,
+    )
+    lines: list[str] = []
+    try:
+        assert process.stdout is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = process.stdout.readline()
+            if not line:
+                break
+            lines.append(line.rstrip("\n"))
+            if line.startswith("Press Ctrl-C"):
+                break
+        yield lines
+    finally:
+        process.terminate()
+        try:
+            process.wait(10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(5)
+        if process.stdout is not None:
+            process.stdout.close()
+
+
+def test_the_emulator_command_prints_how_to_use_it() -> None:
+    with command("emulator", "--port", "0") as lines:
+        text = "\n".join(lines)
+        base_url = re.search(r"ONEINBOX_BASE_URL=(\S+)", text)
+        key = re.search(r"ONEINBOX_API_KEY=(\S+)", text)
+        assert base_url and key, text
+        assert base_url.group(1).startswith("http://127.0.0.1:")
+        assert "ONEINBOX_AGENT_ID=agt_demo" in text
+        created = httpx.post(
+            f"{base_url.group(1)}/v1/calls/web",
+            json={"agent_id": "agt_demo"},
+            headers={"authorization": f"Bearer {key.group(1)}"},
+        )
+        assert created.status_code == 201
+        assert created.json()["server_url"] == base_url.group(1).replace("http", "ws", 1)
+
+
+def test_the_demo_command_serves_the_site_on_the_emulator() -> None:
+    with command("demo", "--port", "0") as lines:
+        text = "\n".join(lines)
+        url = re.search(r"open (http://127\.0\.0\.1:\d+/)", text)
+        assert url, text
+        assert "local OneInbox emulator at http://127.0.0.1:" in text
+        with httpx.Client(base_url=url.group(1)) as browser:
+            assert "Sign in" in browser.get("/").text
+            browser.post("/login", data={"name": "Ada"})
+            assert "Hello, Ada" in browser.get("/").text
+            started = browser.post("/oneinbox/start-call", json={})
+            assert started.status_code == 201, started.text
+            assert started.json()["server_url"].startswith("ws://127.0.0.1:")
+
+
+def test_the_demo_needs_an_agent_for_the_real_oneinbox() -> None:
+    with command("demo", "--port", "0", env={"ONEINBOX_API_KEY": "oi_sk_x"}) as lines:
+        assert any("set ONEINBOX_AGENT_ID" in line for line in lines), lines
