@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 import secrets
+import subprocess
+import sys
 import time
 from base64 import b64encode
 from collections.abc import Iterator, Mapping
@@ -331,3 +333,29 @@ async def test_a_broken_django_store_reads_as_empty_and_says_so(
     assert dict(session) == {}
     assert "session store failed" in caplog.text
     assert "the database is down" in caplog.text
+
+
+def test_no_framework_is_imported_until_its_reader_reads() -> None:
+    """A Quart app never imports Django, an app without Litestar never imports Litestar."""
+    script = (
+        "import asyncio, sys\n"
+        "import oneinbox_asgi.integrations\n"
+        "from oneinbox_asgi import DjangoSessionReader, OneInboxMiddleware, "
+        "StarletteSessionReader, allow_anonymous\n"
+        "reader = StarletteSessionReader('secret')\n"
+        "asyncio.run(reader.read({'session': 'not-signed'}))\n"
+        "DjangoSessionReader()\n"
+        "OneInboxMiddleware(lambda *a: None, api_key='k', agent_id='a', session=reader,\n"
+        "                   authorize=allow_anonymous)\n"
+        "frameworks = ('django', 'quart', 'flask', 'litestar', 'fastapi')\n"
+        "print(sorted(name for name in frameworks if name in sys.modules))\n"
+    )
+    completed = subprocess.run(
+        [sys.executable, "-W", "error", "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert completed.returncode == 0, completed.stderr
+    assert completed.stdout.strip() == "[]"

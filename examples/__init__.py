@@ -1,0 +1,1 @@
+"""Runnable example apps, one per framework; see README.md."""
