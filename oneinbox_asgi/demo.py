@@ -97,7 +97,9 @@ def build_demo_app(config: DemoConfig) -> ASGIApp:
                 "<oneinbox-call></oneinbox-call>"
                 f"<p class=note>Calls go to {backend}.</p>"
                 "<form method=post action=/logout><button class=plain>Sign out</button></form>"
-                + script_tag("/oneinbox", nonce=nonce)
+                # prefetch: fetch the call code (livekit-client) while the page is idle, so
+                # the first click does not wait for it.
+                + script_tag("/oneinbox", nonce=nonce, prefetch="idle")
             )
         csp = (
             f"default-src 'self'; script-src 'self' 'nonce-{nonce}'; "

@@ -127,6 +127,9 @@ async def test_stopping_the_call_through_the_api_sends_the_caller_away(
     call, me = await joined(live, single_pc=True)
     try:
         assert open_peers(live.emulator) == 1
+        room = live.emulator.voice.rooms[call["room_name"]]
+        session = room.caller
+        assert session is not None and room.open_tasks > 0
         response = await live.client.post(f"/v1/calls/{call['id']}/stop", headers=auth())
         assert response.json()["status"] == "completed"
         await until(lambda: me.heard.leave is not None)
@@ -134,7 +137,10 @@ async def test_stopping_the_call_through_the_api_sends_the_caller_away(
         assert not me.heard.leave.can_reconnect
         await until(me.left.is_set)
         await live.emulator.voice.settle()
-        assert live.emulator.voice.rooms == {} and open_peers(live.emulator) == 0
+        assert live.emulator.voice.rooms == {}
+        # Every peer connection and task of the room is gone.
+        assert [p.connectionState for p in session.peer_connections] == ["closed"]
+        assert room.open_tasks == 0 and session.closed
         assert (await live.record(call["id"]))["end_reason"] == "api_stop"
     finally:
         await me.close()
