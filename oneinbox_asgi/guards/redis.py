@@ -93,7 +93,7 @@ class RedisStore:
         self,
         url: str,
         *,
-        timeout: float = 1.0,
+        timeout: float = 2.0,
         key_prefix: str = DEFAULT_KEY_PREFIX,
         max_connections: int = 64,
         clock: Clock = time.time,
