@@ -39,7 +39,7 @@ async def logout() -> Response:
     return redirect("/", 303)
 
 
-app.asgi_app = OneInboxMiddleware(  # type: ignore[method-assign]
+app.asgi_app = OneInboxMiddleware(
     app.asgi_app,
     session=QuartSessionReader(app),
     authorize=authorize,

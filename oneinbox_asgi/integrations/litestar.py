@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any
 from litestar.exceptions import NotFoundException
 from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.plugins import InitPluginProtocol
-from starlette.types import Receive, Scope, Send  # resolved at runtime by Litestar
+from starlette.types import Message, Receive, Scope, Send  # resolved at runtime by Litestar
 
 from ..errors import ConfigurationError, not_found, send_error
 from ..middleware import OneInboxMiddleware
@@ -58,6 +58,22 @@ async def _not_ours(scope: Scope, receive: Receive, send: Send) -> None:
         await send_error(send, not_found())
 
 
+def _copying(send: Send) -> Send:
+    """Hand on a copy of each message: Litestar's middleware edits them in place.
+
+    (Its compression middleware rewrites ``message["headers"]``; the widget's responses
+    are precomputed and shared between requests.)
+    """
+
+    async def send_copy(message: Message) -> None:
+        copy = dict(message)
+        if "headers" in copy:
+            copy["headers"] = list(copy["headers"])
+        await send(copy)
+
+    return send_copy
+
+
 class OneInboxPlugin(InitPluginProtocol):
     """Mounts ``OneInboxMiddleware``'s routes on a Litestar app.
 
@@ -66,12 +82,17 @@ class OneInboxPlugin(InitPluginProtocol):
     closed on the app's shutdown.
     """
 
-    __slots__ = ("broker",)
+    __slots__ = ("_recompressed", "broker")
 
     def __init__(self, **options: Any) -> None:
         self.broker = OneInboxMiddleware(_not_ours, **options)
+        self._recompressed = False
 
     def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        # Litestar's compression middleware compresses every response, even one that is
+        # already gzipped: with it on, the widget's files are answered unencoded and
+        # Litestar compresses them once.
+        self._recompressed = app_config.compression_config is not None
         app_config.route_handlers.extend(self.route_handlers())
         app_config.on_startup.append(self.check_routes)
         app_config.on_shutdown.append(self.broker.aclose)
@@ -88,7 +109,10 @@ class OneInboxPlugin(InitPluginProtocol):
                 # Litestar matched a host path that only begins with the prefix's text,
                 # such as /oneinboxer/{id}; ``check_routes`` refuses such apps at startup.
                 raise NotFoundException()
-            await broker.handle(scope, receive, send, rest[1:].removesuffix("/"))
+            if self._recompressed:
+                headers = [h for h in scope["headers"] if h[0] != b"accept-encoding"]
+                scope = {**scope, "headers": headers}
+            await broker.handle(scope, receive, _copying(send), rest[1:].removesuffix("/"))
 
         handlers.append(
             asgi(

@@ -13,6 +13,7 @@ from typing import Any
 import httpx
 import pytest
 from litestar import Litestar, Request, get, post
+from litestar.config.compression import CompressionConfig
 from litestar.config.csrf import CSRFConfig
 from litestar.middleware import DefineMiddleware
 from litestar.middleware.session.client_side import CookieBackendConfig
@@ -26,6 +27,7 @@ from oneinbox_asgi.integrations.litestar import CALL_ROUTES, OneInboxPlugin
 from ..servers import serve
 from .support import (
     START,
+    WIDGET,
     assert_call_for,
     assert_visitor_is_refused,
     assert_widget_has_no_cookie,
@@ -178,6 +180,33 @@ async def test_litestars_csrf_check_is_left_to_our_cross_site_guard(
     assert host_post.status_code == 403  # the host's own CSRF protection is untouched
     assert cross_site.status_code == 403 and error_code(cross_site) == "cross_site"
     assert same_origin.status_code == 201, same_origin.text
+
+
+@pytest.mark.parametrize("compression", [False, True])
+async def test_the_widget_is_encoded_once_and_its_responses_stay_apart(
+    upstream_client: httpx.AsyncClient, compression: bool
+) -> None:
+    """Litestar's compression middleware compresses even a gzipped body, and edits the
+    headers it forwards in place: neither may reach the widget's shared responses."""
+    app = Litestar(
+        route_handlers=[home],
+        compression_config=CompressionConfig(backend="gzip") if compression else None,
+        plugins=[OneInboxPlugin(**options(http_client=upstream_client))],
+    )
+    bodies: list[bytes] = []
+    async with client_for(app) as client:
+        for encoding in ("gzip", "identity", "gzip", "identity"):
+            response = await client.get(WIDGET, headers={"accept-encoding": encoding})
+            assert response.status_code == 200
+            expected = "gzip" if encoding == "gzip" else None
+            assert response.headers.get("content-encoding") == expected
+            assert response.headers.get_list("vary") in (
+                ["accept-encoding"],
+                ["accept-encoding,Accept-Encoding"],
+            )
+            bodies.append(response.content)  # decoded once by httpx
+    assert bodies[0].startswith(b'"use strict"')
+    assert bodies == [bodies[0]] * 4
 
 
 async def test_app_level_middleware_would_not_see_our_paths(
