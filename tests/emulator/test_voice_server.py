@@ -236,3 +236,20 @@ async def test_validate_explains_every_refusal() -> None:
         await client.post(f"/v1/calls/{created.json()['id']}/stop", headers=auth())
         ended = await validate("/rtc/validate", token)
         assert ended.status_code == 404 and "the call has ended" in ended.text
+
+
+async def test_a_second_join_for_the_call_replaces_the_first(live: LiveEmulator) -> None:
+    call, first = await joined(live, single_pc=True)
+    second = PyParticipant(call["server_url"], call["participant_token"], single_pc=False)
+    try:
+        await second.join()
+        async with asyncio.timeout(8):
+            await second.connected.wait()
+        await until(lambda: first.heard.leave is not None)
+        assert first.heard.leave.reason == models.DisconnectReason.DUPLICATE_IDENTITY
+        await asyncio.sleep(0.3)
+        assert live.emulator.registry.get(call["id"]).status == "in_progress"
+        await until(lambda: second.heard.peak_dbfs > -40)  # the agent talks to the newcomer
+    finally:
+        await first.close()
+        await second.close()
