@@ -15,7 +15,6 @@ from typing import Any
 import httpx
 
 from oneinbox_asgi import CallRequest
-from oneinbox_asgi.emulator.api import DEFAULT_API_KEY, EmulatorAPI
 
 WIDGET = '<script src="/oneinbox/widget.js" async></script>'
 MAX_NAME = 60
@@ -43,6 +42,8 @@ def oneinbox_connection() -> dict[str, Any]:
     """
     if os.environ.get("ONEINBOX_API_KEY"):
         return {}
+    from oneinbox_asgi.emulator.api import DEFAULT_API_KEY, EmulatorAPI  # needs [emulator]
+
     print(
         "ONEINBOX_API_KEY is not set: using the in-process OneInbox emulator "
         "(calls are created, no voice; see examples/README.md)",

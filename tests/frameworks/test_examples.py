@@ -7,9 +7,11 @@ it sets up; the call it starts must carry the signed-in user's name.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +36,22 @@ EXPECTED: dict[str, Any] = {
 }
 
 
+@pytest.fixture
+def root_logging() -> Iterator[None]:
+    """Litestar's default logging config replaces the root logger's handlers: put them back."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+
+
 def _without_oneinbox_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ONEINBOX_")}
 
 
 @pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "quart_app", "litestar_app"])
+@pytest.mark.usefixtures("root_logging")
 async def test_example_signs_in_and_starts_a_call(
     name: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -82,6 +82,7 @@ def make_app(
     *, session: str = "server_side", handlers: tuple[Any, ...] = (), **extra: Any
 ) -> Litestar:
     return Litestar(
+        logging_config=None,  # leave this process's logging alone
         route_handlers=[home, log_in, lookalike, item, host_form, *handlers],
         middleware=[SESSIONS[session]().middleware],
         plugins=[OneInboxPlugin(**options(**extra))],  # the one line
@@ -167,6 +168,7 @@ async def test_litestars_csrf_check_is_left_to_our_cross_site_guard(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
 ) -> None:
     app = Litestar(
+        logging_config=None,
         route_handlers=[home, log_in, host_form],
         middleware=[server_side().middleware],
         csrf_config=CSRFConfig(secret="litestar-csrf-secret-0123456789ab"),
@@ -189,6 +191,7 @@ async def test_the_widget_is_encoded_once_and_its_responses_stay_apart(
     """Litestar's compression middleware compresses even a gzipped body, and edits the
     headers it forwards in place: neither may reach the widget's shared responses."""
     app = Litestar(
+        logging_config=None,
         route_handlers=[home],
         compression_config=CompressionConfig(backend="gzip") if compression else None,
         plugins=[OneInboxPlugin(**options(http_client=upstream_client))],
@@ -214,6 +217,7 @@ async def test_app_level_middleware_would_not_see_our_paths(
 ) -> None:
     """Why a plugin: Litestar builds middleware per matched route (``app=`` by keyword)."""
     app = Litestar(
+        logging_config=None,
         route_handlers=[home],
         middleware=[DefineMiddleware(OneInboxMiddleware, **options(http_client=upstream_client))],
     )
@@ -251,6 +255,7 @@ def test_over_real_http_and_shutdown_closes_our_client(oneinbox: EmulatorAPI) ->
     with serve(oneinbox) as upstream:
         plugin = OneInboxPlugin(**options(base_url=upstream))
         app = Litestar(
+            logging_config=None,
             route_handlers=[home, log_in],
             middleware=[server_side().middleware],
             plugins=[plugin],
