@@ -159,7 +159,7 @@ def load_assets() -> dict[str, Asset]:
 def _error(
     status: int, code: str, message: str, extra: Headers | None = None
 ) -> tuple[Message, Message]:
-    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
     headers: Headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
@@ -238,16 +238,11 @@ class WidgetAssets:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send, name: str) -> None:
         method = scope.get("method", "GET")
-        if method not in ("GET", "HEAD"):
-            start, body = _NOT_ALLOWED
-            await send(start)
-            await send(body)
-            return
         asset = self.assets.get(name)
-        if asset is None:
-            start, body = _NOT_FOUND
+        if asset is None or method not in ("GET", "HEAD"):
+            start, body = _NOT_FOUND if asset is None else _NOT_ALLOWED
             await send(start)
-            await send(body if method == "GET" else _HEAD_BODY)
+            await send(_HEAD_BODY if method == "HEAD" else body)
             return
 
         plain, packed = asset.identity, asset.gzipped

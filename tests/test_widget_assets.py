@@ -210,6 +210,9 @@ async def test_unknown_names_get_404_json(name: str) -> None:
     head = await fetch(name, method="HEAD")
     assert head.status == 404
     assert head.body == b""
+    post = await fetch(name, method="POST")  # an unknown name is not found, whatever the method
+    assert post.status == 404
+    assert "allow" not in post.headers
 
 
 def test_assets_are_loaded_once_and_shared() -> None:

@@ -94,7 +94,7 @@ class Site:
         return [r for r in self.requests if r.method == "POST" and r.path == f"/oneinbox/{route}"]
 
 
-def _closed_port() -> int:
+def closed_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
@@ -249,7 +249,7 @@ def fresh_site(site: Site) -> Iterator[Site]:
     site.requests.clear()
     site.fake.received.clear()
     site.fake.behave()
-    site.fake.server_url = f"ws://127.0.0.1:{_closed_port()}"
+    site.fake.server_url = f"ws://127.0.0.1:{closed_port()}"
     yield site
 
 

@@ -201,9 +201,8 @@ function main(): void {
       } catch (e) {
         throw ours(e) ? e : micError(e);
       }
-      // Fetched while the person answers the permission prompt and start-call runs.
-      const loaded = loadChunk();
-      loaded.catch(() => undefined); // judged below, after start-call
+      const loaded = loadChunk(); // started in the click; judged after start-call
+      loaded.catch(() => undefined);
       a.mic = a.stream.getAudioTracks()[0];
       if (a.done) return void release(a);
       if (!a.mic) throw error("no_microphone");
@@ -302,6 +301,8 @@ function main(): void {
       audio.autoplay = true;
       audio.srcObject = new MediaStream();
       audio.play().catch(() => undefined);
+      // Fetched while the person answers the permission prompt and start-call runs.
+      loadChunk().catch(() => undefined);
     }
     return (a.promise = run(a, mic, o));
   };
