@@ -86,3 +86,26 @@ def test_the_demo_command_serves_the_site_on_the_emulator() -> None:
 def test_the_demo_needs_an_agent_for_the_real_oneinbox() -> None:
     with command("demo", "--port", "0", env={"ONEINBOX_API_KEY": "oi_sk_x"}) as lines:
         assert any("set ONEINBOX_AGENT_ID" in line for line in lines), lines
+
+
+@pytest.mark.anyio
+async def test_the_demo_signs_in_without_form_parsing_extras(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``pip install oneinbox-asgi[emulator]`` has no python-multipart: no request.form()."""
+    from starlette.requests import Request
+
+    from oneinbox_asgi.demo import DemoConfig, build_demo_app
+
+    def no_multipart(self: Request) -> None:
+        raise AssertionError("The `python-multipart` library must be installed")
+
+    monkeypatch.setattr(Request, "form", no_multipart)
+    app = build_demo_app(DemoConfig(api_key="oi_sk_x", agent_id="agt_demo"))
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://127.0.0.1") as browser:
+        signed_in = await browser.post("/login", data={"name": "Ada & <Bob>"})
+        assert signed_in.status_code == 303
+        page = (await browser.get("/")).text
+        assert "Hello, Ada &amp; &lt;Bob&gt;" in page
+        assert 'nonce="' in page and "content-security-policy" in (await browser.get("/")).headers
