@@ -214,6 +214,7 @@ class _Route:
         self.policy = policy
         self.guards = guards
         self.upstream = upstream
+        self._warned_no_session = False
 
     def _check_post(self, scope: Scope, trail: Trail) -> str | None:
         """Method, cross-site and JSON-only: together they stop a forged form post.
@@ -239,16 +240,24 @@ class _Route:
         if "session" in scope:
             session: Mapping[str, Any] = scope["session"]
             return session
-        if self.policy.session is None:
+        reader = self.policy.session
+        if reader is None:
+            if not self._warned_no_session:
+                # Usually middleware order: say so once rather than answer a silent 401.
+                self._warned_no_session = True
+                logger.warning(
+                    "no session: scope['session'] is not set (is the framework's session "
+                    "middleware outside OneInboxMiddleware?) and no session= reader is "
+                    "configured; hooks see an empty session"
+                )
             return EMPTY
         from starlette.requests import cookie_parser
 
-        cookie = b""
-        for key, value in scope["headers"]:
-            if key == b"cookie":
-                cookie = value
-                break
-        return await self.policy.session.read(cookie_parser(cookie.decode("latin-1")))
+        # HTTP/2 may split cookies over several headers; join them as one cookie string.
+        cookies = "; ".join(
+            value.decode("latin-1") for key, value in scope["headers"] if key == b"cookie"
+        )
+        return await reader.read(cookie_parser(cookies))
 
     async def _identify(
         self,

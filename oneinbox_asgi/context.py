@@ -55,7 +55,7 @@ class CallRequest:
     @property
     def cookies(self) -> dict[str, str]:
         if self._cookies is None:
-            self._cookies = cookie_parser(self.headers.get("cookie", ""))
+            self._cookies = cookie_parser("; ".join(self.headers.getlist("cookie")))
         return self._cookies
 
     @property

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Collection, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -41,6 +41,9 @@ logger = logging.getLogger("oneinbox_asgi")
 
 _REQUIRED: Any = object()
 
+# Any ASGI callable: frameworks type their scopes differently (Quart's are TypedDicts).
+AnyASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
+
 
 def _option(value: str | None, env: str, default: str | None = None) -> str | None:
     if value is not None:
@@ -64,9 +67,12 @@ class OneInboxMiddleware:
     Options are checked once, here; see the README for each one and its default.
     """
 
+    #: The routes below ``prefix`` that change state (POST); the rest are widget files.
+    call_routes: ClassVar[tuple[str, ...]] = ("start-call", "end-call")
+
     def __init__(
         self,
-        app: ASGIApp,
+        app: AnyASGIApp,
         *,
         authorize: Hook = _REQUIRED,
         api_key: str | None = None,
@@ -89,7 +95,7 @@ class OneInboxMiddleware:
         on_call_started: EventHook | None = None,
         on_call_ended: EventHook | None = None,
     ) -> None:
-        self.app = app
+        self.app: ASGIApp = app
         key = _option(api_key, "ONEINBOX_API_KEY")
         if not key:
             raise ConfigurationError(
@@ -182,7 +188,7 @@ class OneInboxMiddleware:
                 await self.handle(scope, receive, send, path[len(self._route_prefix) :])
                 return
         elif scope_type == "lifespan":
-            await self.app(scope, receive, self._closing_on_shutdown(send))
+            await self._lifespan(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -205,15 +211,42 @@ class OneInboxMiddleware:
             self._assets = WidgetAssets()
         return self._assets
 
-    def _closing_on_shutdown(self, send: Send) -> Send:
-        """Close our own HTTP client just before the host app reports it has shut down."""
+    async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Pass the lifespan to the host app, closing our own resources at shutdown.
 
-        async def wrapped(message: Message) -> None:
+        A host app that raises without ever reading a lifespan message does not speak
+        the protocol (Django's handler does that); then we answer it ourselves, so the
+        server still tells us when to close. A host app that read the startup message
+        and then raised has really failed: that is re-raised, not hidden.
+        """
+        received = 0
+
+        async def counting_receive() -> Message:
+            nonlocal received
+            received += 1
+            return await receive()
+
+        async def closing_send(message: Message) -> None:
             if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
                 await self.aclose()
             await send(message)
 
-        return wrapped
+        try:
+            await self.app(scope, counting_receive, closing_send)
+        except Exception:
+            if received:
+                raise
+            logger.debug("the host app does not speak the lifespan protocol; answering it")
+        else:
+            return
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                await self.aclose()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
 
     async def aclose(self) -> None:
         """Close the pooled upstream client and the limit store (only those we created)."""

@@ -10,10 +10,15 @@ import pytest
 from starlette.applications import Starlette
 from websockets.sync.client import connect
 
-from oneinbox_asgi import ConfigurationError, OneInboxMiddleware, allow_anonymous
+from oneinbox_asgi import (
+    ConfigurationError,
+    OneInboxMiddleware,
+    StarletteSessionReader,
+    allow_anonymous,
+)
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
-from .apps import authorize, starlette_app
+from .apps import SESSION_SECRET, authorize, starlette_app
 from .conftest import AGENT_ID, API_KEY
 from .servers import serve
 from .test_start_call import START, client_for, error_code
@@ -126,3 +131,85 @@ def test_over_real_http_with_lifespan_closing_the_pooled_client(
     call = oneinbox.registry.get(response.json()["call_id"])
     assert call is not None and call.variables == {"customer_name": "Lin"}
     assert API_KEY not in caplog.text
+
+
+async def lifespan_exchange(app: Any) -> list[str]:
+    """Drive a lifespan start and stop through ``app``; return what it sent."""
+    incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
+    sent: list[str] = []
+
+    async def receive() -> dict[str, str]:
+        return incoming.pop(0)
+
+    async def send(message: dict[str, str]) -> None:
+        sent.append(message["type"])
+
+    await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
+    return sent
+
+
+async def test_lifespan_is_answered_for_a_host_that_refuses_it() -> None:
+    async def django_like(scope: Any, receive: Any, send: Any) -> None:
+        raise ValueError("Django can only handle ASGI/HTTP connections, not lifespan.")
+
+    middleware = OneInboxMiddleware(
+        django_like, api_key=API_KEY, agent_id=AGENT_ID, authorize=allow_anonymous
+    )
+    assert middleware.upstream.client is not None  # opened, as a first call would
+    assert middleware.upstream._client is not None
+    sent = await lifespan_exchange(middleware)
+    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert middleware.upstream._client is None
+
+
+async def test_a_host_whose_startup_really_fails_is_not_hidden() -> None:
+    async def failing(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        raise RuntimeError("database is down")
+
+    middleware = OneInboxMiddleware(
+        failing, api_key=API_KEY, agent_id=AGENT_ID, authorize=allow_anonymous
+    )
+    with pytest.raises(RuntimeError, match="database is down"):
+        await lifespan_exchange(middleware)
+
+
+async def test_missing_session_setup_is_logged_once(
+    upstream_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
+) -> None:
+    middleware = OneInboxMiddleware(
+        Starlette(),
+        api_key=API_KEY,
+        agent_id=AGENT_ID,
+        authorize=authorize,
+        http_client=upstream_client,
+    )
+    async with client_for(middleware) as client:
+        first = await client.post(START, json={})
+        second = await client.post(START, json={})
+    assert first.status_code == second.status_code == 401
+    warnings = [r for r in caplog.records if "no session" in r.getMessage()]
+    assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
+
+
+async def test_a_session_cookie_split_over_headers_is_read(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    reader = StarletteSessionReader(SESSION_SECRET)
+    app = starlette_app(http_client=upstream_client)
+    async with client_for(app) as client:
+        await client.get("/login", params={"id": "u9", "name": "Kai"})
+        cookie = client.cookies["session"]
+    middleware = OneInboxMiddleware(
+        Starlette(),
+        api_key=API_KEY,
+        agent_id=AGENT_ID,
+        authorize=authorize,
+        session=reader,
+        rate_limit=None,
+        http_client=upstream_client,
+    )
+    scope_headers = [("cookie", "theme=dark"), ("cookie", f"session={cookie}")]
+    async with client_for(middleware) as client:
+        response = await client.post(START, json={}, headers=httpx.Headers(scope_headers))
+    assert response.status_code == 201, response.text

@@ -45,7 +45,7 @@ if TYPE_CHECKING:
 
 __all__ = ["CALL_ROUTES", "OneInboxPlugin"]
 
-CALL_ROUTES = ("start-call", "end-call")
+CALL_ROUTES = OneInboxMiddleware.call_routes
 """The broker's routes that need the caller's session; the rest are the widget's files."""
 
 _ASSET_OPT = {"skip_session": True, "exclude_from_auth": True, "exclude_from_csrf": True}

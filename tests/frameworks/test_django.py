@@ -13,7 +13,6 @@ import httpx
 import pytest
 from asgiref.sync import sync_to_async
 from django.core.asgi import get_asgi_application
-from starlette.types import ASGIApp, Receive, Scope, Send
 
 from oneinbox_asgi import DjangoSessionReader, OneInboxMiddleware
 from oneinbox_asgi.emulator.api import EmulatorAPI
@@ -108,32 +107,9 @@ async def test_the_reader_closes_its_database_connection_like_a_request_does(
     assert await sync_to_async(lambda: connection.connection)() is None
 
 
-def closing_on_shutdown(broker: OneInboxMiddleware) -> ASGIApp:
-    """Answer the lifespan for Django, which refuses it, and close the broker at shutdown.
-
-    Without this nothing closes the broker's pooled upstream client when uvicorn stops:
-    ``OneInboxMiddleware`` passes the lifespan to Django, Django raises, uvicorn carries
-    on without one. (Until the middleware answers the lifespan itself for such apps.)
-    """
-
-    async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "lifespan":
-            await broker(scope, receive, send)
-            return
-        while True:
-            message = await receive()
-            if message["type"] == "lifespan.startup":
-                await send({"type": "lifespan.startup.complete"})
-            elif message["type"] == "lifespan.shutdown":
-                await broker.aclose()
-                await send({"type": "lifespan.shutdown.complete"})
-                return
-
-    return app
-
-
 def test_over_real_http(oneinbox: EmulatorAPI, db_sessions: None) -> None:
     with serve(oneinbox) as upstream:
         broker = make_app(base_url=upstream)
-        real_http_round_trip(closing_on_shutdown(broker), oneinbox, name="Lin")
+        real_http_round_trip(broker, oneinbox, name="Lin")
+    # Django refuses the lifespan; the middleware answers it and closed its own client.
     assert broker.upstream._client is None
