@@ -194,6 +194,9 @@ function main(): void {
     );
   };
 
+  // User Timing marks for each step of a call, for benchmarks (names are unstable).
+  const mark = (step: string) => performance.mark?.("oneinbox:" + step);
+
   const run = async (a: Attempt, mic: Promise<MediaStream>, o: StartOptions): Promise<void> => {
     try {
       try {
@@ -201,6 +204,7 @@ function main(): void {
       } catch (e) {
         throw ours(e) ? e : micError(e);
       }
+      mark("mic");
       const loaded = loadChunk(); // started in the click; judged after start-call
       loaded.catch(() => undefined);
       a.mic = a.stream.getAudioTracks()[0];
@@ -218,6 +222,7 @@ function main(): void {
         throw error("network_error");
       }
       const data = (await res.json().catch(() => null)) as Record<string, unknown> | null;
+      mark("start-call");
       const call = res.ok ? data : null;
       if (call && typeof call.end_token === "string") a.endToken = call.end_token;
       if (a.done) return void release(a); // hung up meanwhile: end the call we just got
@@ -242,6 +247,7 @@ function main(): void {
       } catch {
         throw error("load_failed");
       }
+      mark("chunk");
       if (a.done) return void release(a);
       const session = (a.session = mod.create({
         serverUrl: call.server_url,
@@ -270,6 +276,7 @@ function main(): void {
       } catch (e) {
         throw error(ours(e) ? e.code : "voice_unreachable");
       }
+      mark("active");
       if (!a.done) setState("active");
     } catch (e) {
       if (a.done) return; // hung up meanwhile: not an error
@@ -287,6 +294,7 @@ function main(): void {
     lastError = undefined;
     transcripts.length = 0;
     for (const v of views) v.clear();
+    mark("click");
     setState("connecting");
     // Still inside the click: ask for the microphone and unlock audio playback.
     let mic: Promise<MediaStream>;
