@@ -158,7 +158,10 @@ function main(): void {
     const released = release(a);
     lastError = err;
     setState(err ? "error" : "ended");
-    if (err) emit("error", { code: err.code, message: err.message, status: err.status, serverCode: err.serverCode, retryAfter: err.retryAfter });
+    if (err) {
+      const { code, message, status, serverCode, retryAfter } = err;
+      emit("error", { code, message, status, serverCode, retryAfter });
+    }
     emit("ended", { reason, callId: a.callId, error: err?.code });
     return released;
   };
