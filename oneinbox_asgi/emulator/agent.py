@@ -48,6 +48,12 @@ ECHO_TEXT = "(plays back what it heard)"
 GOODBYE_TEXT = "That's all for this demo. Goodbye!"
 
 
+def preload_sounds() -> None:
+    """Decode the agent's sounds now (they are cached) rather than during a first call."""
+    for name in (GREETING_CLIP, REPLY_CLIP, GOODBYE_CLIP):
+        load_clip(name)
+
+
 class AgentIO(Protocol):
     """What the agent can do in its room."""
 

@@ -10,6 +10,7 @@ Call ``bind(base_url)`` once the address is known (the CLI and ``serving`` do).
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import secrets
 from collections.abc import Mapping
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from starlette.types import Receive, Scope, Send
 
-from .agent import AgentSettings
+from .agent import AgentSettings, preload_sounds
 from .api import DEFAULT_API_KEY, EmulatorAPI
 from .registry import CallRegistry
 from .tokens import DEFAULT_TTL_SECONDS, TokenSigner
@@ -84,6 +85,9 @@ class Emulator:
         while True:
             message = await receive()
             if message["type"] == "lifespan.startup":
+                # Decoding the first sound initialises the codecs (~0.2 s): not on a call's
+                # path from connection to first audio.
+                await asyncio.to_thread(preload_sounds)
                 await send({"type": "lifespan.startup.complete"})
             elif message["type"] == "lifespan.shutdown":
                 with contextlib.suppress(Exception):

@@ -26,6 +26,9 @@ def bind(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))
+    # Listening now means a client that comes early (the URL is printed before uvicorn has
+    # finished its startup) waits in the backlog instead of being refused.
+    sock.listen(128)
     sock.set_inheritable(True)
     return sock
 
