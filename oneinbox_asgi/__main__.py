@@ -47,6 +47,7 @@ def _listen(host: str, port: int, what: str) -> socket.socket:
 
 def _build_emulator(args: argparse.Namespace) -> Emulator:
     from .emulator.agent import AgentSettings
+    from .emulator.api import DEFAULT_API_KEY
     from .emulator.app import Emulator
     from .emulator.voice.server import VoiceOptions
 
@@ -56,7 +57,7 @@ def _build_emulator(args: argparse.Namespace) -> Emulator:
         max_duration=args.max_duration or None,
     )
     return Emulator(
-        api_key=args.api_key,
+        api_key=args.api_key or DEFAULT_API_KEY,
         agents={args.agent_id: settings},
         voice=VoiceOptions(
             media_hosts=(args.media_host,), single_peer_connection=not args.dual_pc_only
@@ -65,10 +66,10 @@ def _build_emulator(args: argparse.Namespace) -> Emulator:
 
 
 def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
-    from .emulator.api import DEFAULT_API_KEY
-
     group = parser.add_argument_group("emulator")
-    group.add_argument("--api-key", default=DEFAULT_API_KEY, help="the key it accepts")
+    group.add_argument(
+        "--api-key", default=None, help="the key it accepts (default: oi_sk_emulator_…)"
+    )
     group.add_argument("--agent-id", default="agt_demo", help="the agent it knows")
     group.add_argument(
         "--reply",
