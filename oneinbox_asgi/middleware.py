@@ -198,7 +198,7 @@ class OneInboxMiddleware:
         if endpoint is not None:
             await endpoint(scope, receive, send)
             return
-        if scope["method"] in ("GET", "HEAD") and "/" not in route and route:
+        if "/" not in route and route:  # a widget file (the responder answers 404/405 itself)
             await self.assets(scope, receive, send, route)
             return
         await send_error(send, not_found(), head_only=scope["method"] == "HEAD")

@@ -22,13 +22,14 @@ import base64
 import gzip
 import hashlib
 import html
-import json
 import re
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
+
+from .errors import CallError, method_not_allowed, send_error
 
 __all__ = ["LOADER", "WidgetAssets", "script_tag"]
 
@@ -53,7 +54,6 @@ _CONTENT_TYPES = {
     "json": b"application/json",
 }
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
-_ALLOW = b"GET, HEAD"
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,33 +156,6 @@ def load_assets() -> dict[str, Asset]:
     return assets
 
 
-def _error(
-    status: int, code: str, message: str, extra: Headers | None = None
-) -> tuple[Message, Message]:
-    body = json.dumps({"error": {"code": code, "message": message}}, separators=(",", ":")).encode()
-    headers: Headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        _NOSNIFF,
-        *(extra or ()),
-    ]
-    return (
-        {"type": "http.response.start", "status": status, "headers": headers},
-        {"type": "http.response.body", "body": body},
-    )
-
-
-_NOT_FOUND = _error(404, "not_found", "There is no such widget file.")
-_NOT_ALLOWED = _error(
-    405,
-    "method_not_allowed",
-    "Widget files can only be fetched with GET or HEAD.",
-    [(b"allow", _ALLOW)],
-)
-_HEAD_BODY: Message = {"type": "http.response.body", "body": b""}
-
-
 @lru_cache(maxsize=128)
 def _accepts_gzip(value: bytes) -> bool:
     """Whether an Accept-Encoding value admits gzip (q-values honoured, ``*`` too)."""
@@ -240,9 +213,12 @@ class WidgetAssets:
         method = scope.get("method", "GET")
         asset = self.assets.get(name)
         if asset is None or method not in ("GET", "HEAD"):
-            start, body = _NOT_FOUND if asset is None else _NOT_ALLOWED
-            await send(start)
-            await send(_HEAD_BODY if method == "HEAD" else body)
+            error = (
+                CallError(404, "not_found", "There is no such widget file.")
+                if asset is None
+                else method_not_allowed(["GET", "HEAD"])
+            )
+            await send_error(send, error, head_only=method == "HEAD")
             return
 
         plain, packed = asset.identity, asset.gzipped
@@ -262,13 +238,19 @@ class WidgetAssets:
 
         if if_none_match is not None and _none_match(if_none_match, asset.etags):
             await send(
-                {"type": "http.response.start", "status": 304, "headers": variant.not_modified}
+                {
+                    "type": "http.response.start",
+                    "status": 304,
+                    "headers": list(variant.not_modified),
+                }
             )
-            await send(_HEAD_BODY)
+            await send({"type": "http.response.body", "body": b""})
             return
-        await send({"type": "http.response.start", "status": 200, "headers": variant.headers})
+        # Fresh messages and header lists each time: a middleware outside ours (GZip,
+        # Litestar's compression) may edit what it forwards in place.
+        await send({"type": "http.response.start", "status": 200, "headers": list(variant.headers)})
         await send(
-            _HEAD_BODY if method == "HEAD" else {"type": "http.response.body", "body": variant.body}
+            {"type": "http.response.body", "body": b"" if method == "HEAD" else variant.body}
         )
 
 

@@ -213,3 +213,35 @@ async def test_a_session_cookie_split_over_headers_is_read(
     async with client_for(middleware) as client:
         response = await client.post(START, json={}, headers=httpx.Headers(scope_headers))
     assert response.status_code == 201, response.text
+
+
+async def test_widget_files_through_the_middleware_answer_405_for_post(
+    upstream_client: httpx.AsyncClient,
+) -> None:
+    app = starlette_app(http_client=upstream_client)
+    async with client_for(app) as client:
+        post = await client.post("/oneinbox/widget.js")
+        get = await client.get("/oneinbox/widget.js")
+    assert post.status_code == 405 and post.headers["allow"] == "GET, HEAD"
+    assert error_code(post) == "method_not_allowed"
+    assert get.status_code == 200
+
+
+async def test_an_outer_middleware_editing_headers_does_not_change_later_answers(
+    upstream_client: httpx.AsyncClient,
+) -> None:
+    inner = OneInboxMiddleware(
+        Starlette(), api_key=API_KEY, agent_id=AGENT_ID, authorize=allow_anonymous
+    )
+
+    async def tagging(scope: Any, receive: Any, send: Any) -> None:
+        async def edit(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"].append((b"x-tag", b"1"))  # as GZipMiddleware edits in place
+            await send(message)
+
+        await inner(scope, receive, edit)
+
+    async with client_for(tagging) as client:
+        answers = [await client.get("/oneinbox/widget.js") for _ in range(3)]
+    assert [r.headers.get_list("x-tag") for r in answers] == [["1"], ["1"], ["1"]]
