@@ -7,21 +7,27 @@ never put into an exception message.
 
 from __future__ import annotations
 
+import asyncio
 import email.utils
 import json
 import math
 import time
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
-from urllib.parse import quote
+from typing import TYPE_CHECKING, Any, Protocol
+from urllib.parse import quote, urlsplit
 
 import anyio
 import httpx
 import sniffio
 
+if TYPE_CHECKING:
+    import aiohttp
+
 MAX_RESPONSE_BYTES = 64 * 1024
 DEFAULT_BASE_URL = "https://api.oneinbox.ai"
+POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
 
 
 class UpstreamError(Exception):
@@ -132,8 +138,10 @@ def default_http_client() -> httpx.AsyncClient:
 
     httpx's own transport (httpcore) degrades badly under concurrency; aiohttp keeps
     the httpx API. Under trio, or without the extra, httpx's own transport is used.
+    ``OneInboxClient`` uses this only where it cannot talk to aiohttp directly (see
+    ``_ThroughAiohttp``).
     """
-    limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+    limits = POOL_LIMITS
     transport: httpx.AsyncBaseTransport | None = None
     try:
         library = sniffio.current_async_library()
@@ -147,6 +155,150 @@ def default_http_client() -> httpx.AsyncClient:
         else:
             transport = AiohttpTransport(limits=limits)
     return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
+
+
+Exchanged = tuple[int, Mapping[str, str], bytes]
+
+
+class PooledClient(Protocol):
+    """Sends one request and reads its whole answer (at most ``MAX_RESPONSE_BYTES``).
+
+    ``exchange`` raises ``TimeoutError`` when it is not done within ``seconds``; other
+    failures are httpx's exception types, whatever the library underneath, so that
+    ``OneInboxClient._request`` maps them to ours in one place. ``now`` is the clock
+    the deadline is measured on.
+    """
+
+    def now(self) -> float: ...
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        seconds: float,
+    ) -> Exchanged: ...
+
+    async def aclose(self) -> None: ...
+
+
+class _ThroughHttpx:
+    """Through an ``httpx.AsyncClient``: an injected one, or ours off asyncio."""
+
+    def __init__(self, client: httpx.AsyncClient) -> None:
+        self.client = client
+
+    def now(self) -> float:
+        return anyio.current_time()
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        seconds: float,
+    ) -> Exchanged:
+        with anyio.fail_after(seconds):
+            async with self.client.stream(
+                method, url, content=content, headers=headers, timeout=httpx.Timeout(seconds)
+            ) as response:
+                body = bytearray()
+                async for chunk in response.aiter_bytes():
+                    body += chunk
+                    if len(body) > MAX_RESPONSE_BYTES:
+                        raise _too_large(response.status_code)
+                return response.status_code, response.headers, bytes(body)
+
+    async def aclose(self) -> None:
+        await self.client.aclose()
+
+
+class _ThroughAiohttp:
+    """Our own pooled client on asyncio: an aiohttp session, spoken to directly.
+
+    The same connector, TLS context, limits and per-request timeouts as httpx over
+    httpx-aiohttp's transport, and its exceptions mapped by httpx-aiohttp's own table,
+    so failures classify exactly as they do through that transport; minus httpx's
+    request/response models, cookie jar and redirect machinery, which cost about twice
+    what aiohttp itself does per call (measured in bench/: ``python -m bench``). On
+    asyncio for sure, so the deadline is asyncio's own (anyio's costs more). No cookie
+    jar: an API client has no use for one.
+    """
+
+    def __init__(self) -> None:
+        import aiohttp
+        from httpx_aiohttp.transport import map_aiohttp_exceptions
+
+        self._aiohttp = aiohttp
+        self._mapped = map_aiohttp_exceptions
+        self._loop = asyncio.get_running_loop()
+        connector = aiohttp.TCPConnector(
+            limit=POOL_LIMITS.max_connections or 0,
+            keepalive_timeout=POOL_LIMITS.keepalive_expiry,
+            ssl=httpx.create_ssl_context(),
+        )
+        self.session: aiohttp.ClientSession = aiohttp.ClientSession(
+            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+        )
+
+    async def exchange(
+        self,
+        method: str,
+        url: str,
+        content: bytes | None,
+        headers: Mapping[str, str],
+        seconds: float,
+    ) -> Exchanged:
+        timeout = self._aiohttp.ClientTimeout(
+            sock_connect=seconds, sock_read=seconds, connect=seconds
+        )
+        async with asyncio.timeout(seconds):
+            with self._mapped():
+                async with self.session.request(
+                    method,
+                    url,
+                    data=content,
+                    headers=headers,
+                    allow_redirects=False,
+                    timeout=timeout,
+                ) as response:
+                    body = bytearray()
+                    async for chunk in response.content.iter_chunked(16 * 1024):
+                        body += chunk
+                        if len(body) > MAX_RESPONSE_BYTES:
+                            raise _too_large(response.status)
+                    return response.status, response.headers, bytes(body)
+
+    def now(self) -> float:
+        return self._loop.time()
+
+    async def aclose(self) -> None:
+        await self.session.close()
+
+
+def _too_large(status: int) -> UpstreamBadResponse:
+    return UpstreamBadResponse(
+        f"OneInbox's answer is larger than {MAX_RESPONSE_BYTES} bytes", status
+    )
+
+
+def _aiohttp_usable(base_url: str) -> bool:
+    """True on asyncio with the ``fast`` extra, unless a proxy is set in the environment.
+
+    httpx honours ``HTTP(S)_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``; where one may apply
+    to OneInbox, the httpx client (which routes through it) is used instead.
+    """
+    try:
+        if sniffio.current_async_library() != "asyncio":
+            return False
+        import aiohttp  # noqa: F401
+        import httpx_aiohttp  # noqa: F401
+    except (sniffio.AsyncLibraryNotFoundError, ImportError):
+        return False
+    proxies = urllib.request.getproxies_environment()
+    return not (proxies.get(urlsplit(base_url).scheme) or proxies.get("all"))
 
 
 class OneInboxClient:
@@ -165,22 +317,32 @@ class OneInboxClient:
             "Accept": "application/json",
             "User-Agent": "oneinbox-asgi",
         }
+        self._json_headers = {**self._auth_headers, "Content-Type": "application/json"}
+        self._api_key = api_key
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._client = http_client
         self._owns_client = http_client is None
+        #: The pooled client requests go through: the injected one, or ours, made lazily
+        #: (aiohttp's session must be made inside the running event loop).
+        self._client: PooledClient | None = (
+            None if http_client is None else _ThroughHttpx(http_client)
+        )
 
     def __repr__(self) -> str:  # never the key
         return f"OneInboxClient(base_url={self.base_url!r}, timeout={self.timeout!r})"
 
     @property
-    def client(self) -> httpx.AsyncClient:
-        # Created lazily: aiohttp's session must be made inside the running event loop.
+    def client(self) -> PooledClient:
+        """The pooled client requests go through; ours is opened here, on first use."""
         if self._client is None:
-            self._client = default_http_client()
+            if _aiohttp_usable(self.base_url):
+                self._client = _ThroughAiohttp()
+            else:
+                self._client = _ThroughHttpx(default_http_client())
         return self._client
 
     async def aclose(self) -> None:
+        """Close our own pooled client (never an injected one); a later request reopens."""
         if self._owns_client and self._client is not None:
             client, self._client = self._client, None
             await client.aclose()
@@ -223,8 +385,9 @@ class OneInboxClient:
             return
         raise self._error_for(status, headers, body)
 
-    def _error_for(self, status: int, headers: httpx.Headers, body: bytes) -> UpstreamError:
-        detail = _detail_of(body)
+    def _error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
+        # Error texts are logged: one that echoes our key back must not carry it there.
+        detail = _detail_of(body).replace(self._api_key, "[api key]")
         suffix = f": {detail}" if detail else ""
         if status in (401, 403):
             return UpstreamAuthError(f"OneInbox rejected the API key ({status}){suffix}")
@@ -235,19 +398,23 @@ class OneInboxClient:
             return UpstreamBusy(f"OneInbox is rate limiting us{suffix}", retry_after)
         return UpstreamBadResponse(f"OneInbox answered {status}{suffix}", status)
 
-    async def _request(
-        self, method: str, path: str, payload: dict[str, Any] | None
-    ) -> tuple[int, httpx.Headers, bytes]:
+    async def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> Exchanged:
         """One request with a deadline over everything, retried once if it surely never left."""
-        deadline = anyio.current_time() + self.timeout
+        exchange = self.client
+        deadline = exchange.now() + self.timeout
+        if payload is None:
+            content, headers = None, self._auth_headers
+        else:
+            content, headers = json.dumps(payload).encode(), self._json_headers
         attempts = 2
         for attempt in range(attempts):
-            remaining = deadline - anyio.current_time()
+            remaining = deadline - exchange.now()
             if remaining <= 0:
                 break
             try:
-                with anyio.fail_after(remaining):
-                    return await self._send_once(method, path, payload, remaining)
+                return await exchange.exchange(
+                    method, self.base_url + path, content, headers, remaining
+                )
             except TimeoutError:
                 break
             except httpx.TransportError as exc:
@@ -265,27 +432,3 @@ class OneInboxClient:
                     f"OneInbox could not be reached ({type(exc).__name__})"
                 ) from None
         raise UpstreamTimeout(f"OneInbox did not answer within {self.timeout:g} s")
-
-    async def _send_once(
-        self, method: str, path: str, payload: dict[str, Any] | None, seconds: float
-    ) -> tuple[int, httpx.Headers, bytes]:
-        content = None if payload is None else json.dumps(payload).encode()
-        headers = dict(self._auth_headers)
-        if content is not None:
-            headers["Content-Type"] = "application/json"
-        async with self.client.stream(
-            method,
-            self.base_url + path,
-            content=content,
-            headers=headers,
-            timeout=httpx.Timeout(seconds),
-        ) as response:
-            body = bytearray()
-            async for chunk in response.aiter_bytes():
-                body += chunk
-                if len(body) > MAX_RESPONSE_BYTES:
-                    raise UpstreamBadResponse(
-                        f"OneInbox's answer is larger than {MAX_RESPONSE_BYTES} bytes",
-                        response.status_code,
-                    )
-            return response.status_code, response.headers, bytes(body)

@@ -1,0 +1,184 @@
+"""Section 1: what the middleware costs every other request of the host app.
+
+The same Starlette app (``/json``, ``/text``) bare, wrapped by ``OneInboxMiddleware``,
+and wrapped by a ``BaseHTTPMiddleware`` doing the same prefix check; measured in-process
+(``bench.inprocess``, in its own pinned process) and over HTTP (uvicorn on core 1, wrk
+on core 0). Rounds interleave the variants; each variant's best round is its result.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass
+
+from . import loadgen, procs
+from .report import Row, Section, table
+from .settings import Settings
+
+VARIANTS = {
+    "bare": "bare Starlette app",
+    "oneinbox": "wrapped by OneInboxMiddleware",
+    "basehttp": "wrapped by BaseHTTPMiddleware (same check)",
+}
+ROUTES = {"/json": "JSON route", "/text": "plain-text route"}
+IN_PROCESS_TARGET = 0.95
+HTTP_TARGET = 0.97
+
+
+@dataclass
+class Cell:
+    rps: float
+    cpu: str
+
+
+def _rows(kind: str, best: dict[str, dict[str, float]], target: float) -> list[Row]:
+    rows: list[Row] = []
+    for path, label in ROUTES.items():
+        bare = best[path]["bare"]
+        rows.append(Row(f"{kind}, {label}: bare app", f"{bare:,.0f} req/s", "1.00"))
+        for variant in ("oneinbox", "basehttp"):
+            value = best[path][variant]
+            ratio = value / bare if bare else 0.0
+            if variant == "oneinbox":
+                rows.append(
+                    Row(
+                        f"{kind}, {label}: OneInboxMiddleware",
+                        f"{value:,.0f} req/s",
+                        f"{ratio:.3f}",
+                        f"≥ {target:.2f}x bare",
+                        ratio >= target,
+                    )
+                )
+            else:
+                rows.append(
+                    Row(
+                        f"{kind}, {label}: BaseHTTPMiddleware (for contrast)",
+                        f"{value:,.0f} req/s",
+                        f"{ratio:.3f}",
+                    )
+                )
+    return rows
+
+
+def in_process(settings: Settings) -> Section:
+    argv = [
+        sys.executable,
+        "-m",
+        "bench.inprocess",
+        "--rounds",
+        str(settings.inproc_rounds),
+        "--round-seconds",
+        str(settings.inproc_round_seconds),
+    ]
+    cpus = procs.server_side()
+
+    def pin() -> None:
+        if cpus:
+            import os
+
+            os.sched_setaffinity(0, cpus)
+
+    run = subprocess.run(
+        argv,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=pin,
+        env=procs.python_env(),
+        cwd=procs.ROOT,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"bench.inprocess failed:\n{run.stderr[-3000:]}")
+    data = json.loads(run.stdout)
+    rounds: dict[str, dict[str, list[float]]] = data["rps"]
+    best = {path: {v: max(values) for v, values in by.items()} for path, by in rounds.items()}
+    section = Section("Pass-through, in-process")
+    section.rows = _rows("in-process", best, IN_PROCESS_TARGET)
+    detail = [
+        [
+            f"`{path}`",
+            VARIANTS[variant],
+            f"{max(values):,.0f}",
+            f"{sorted(values)[len(values) // 2]:,.0f}",
+            f"{max(values) / best[path]['bare']:.3f}",
+        ]
+        for path, by in rounds.items()
+        for variant, values in by.items()
+    ]
+    section.details.append(
+        f"{data['rounds']} rounds of ~{data['round_seconds'] * 1000:.0f} ms per variant and "
+        "route, interleaved, uvloop, one pinned process; the ASGI app called directly.\n\n"
+        + table(["route", "variant", "best req/s", "median req/s", "best vs bare"], detail)
+    )
+    return section
+
+
+def over_http(settings: Settings) -> Section:
+    section = Section("Pass-through, over HTTP")
+    log_dir = settings.out / "logs"
+    with procs.Group(log_dir) as group:
+        servers = {
+            variant: group.start(
+                procs.python_server(
+                    f"passthrough-{variant}", f"passthrough-{variant}", procs.server_side()
+                )
+            )
+            for variant in VARIANTS
+        }
+        for server in servers.values():  # warm up each server and connection path
+            loadgen.wrk(
+                server.url + "/text",
+                connections=settings.http_connections,
+                duration=1,
+                watch={},
+                log_dir=log_dir,
+            )
+        cells: dict[str, dict[str, list[Cell]]] = {p: {v: [] for v in VARIANTS} for p in ROUTES}
+        order = list(VARIANTS)
+        for number in range(settings.http_rounds):
+            for path in ROUTES:
+                for variant in order if number % 2 == 0 else order[::-1]:
+                    server = servers[variant]
+                    result = loadgen.wrk(
+                        server.url + path,
+                        connections=settings.http_connections,
+                        duration=settings.http_seconds,
+                        watch={"server": server.pid},
+                        log_dir=log_dir,
+                    )
+                    if result.error_count:
+                        raise RuntimeError(f"{variant} {path}: wrk errors {result.errors}")
+                    cpu = (
+                        f"server {result.cpu['server']:.2f}, wrk {result.cpu['wrk']:.2f}, "
+                        f"others {result.others_cores_busy:.2f}, stolen {result.stolen_cores:.2f}"
+                    )
+                    cells[path][variant].append(Cell(result.rps, cpu))
+    best = {p: {v: max(c.rps for c in cs) for v, cs in by.items()} for p, by in cells.items()}
+    section.rows = _rows("HTTP", best, HTTP_TARGET)
+    detail: list[list[str]] = []
+    for path, by in cells.items():
+        for variant, runs in by.items():
+            top = max(runs, key=lambda c: c.rps)
+            detail.append(
+                [
+                    f"`{path}`",
+                    VARIANTS[variant],
+                    f"{top.rps:,.0f}",
+                    ", ".join(f"{c.rps:,.0f}" for c in runs),
+                    f"{top.rps / best[path]['bare']:.3f}",
+                    top.cpu,
+                ]
+            )
+    section.details.append(
+        f"uvicorn (uvloop, httptools) pinned to one core, wrk -t1 -c{settings.http_connections} "
+        f"on the other; {settings.http_rounds} rounds of {settings.http_seconds} s, "
+        "interleaved; CPU in cores during the best round.\n\n"
+        + table(
+            ["route", "variant", "best req/s", "all rounds", "best vs bare", "CPU (cores)"],
+            detail,
+        )
+    )
+    return section

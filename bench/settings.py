@@ -1,0 +1,55 @@
+"""How long and how hard each part of the benchmark runs: full, or smoke (seconds)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+OUT = Path(__file__).resolve().parent / "out"
+
+
+@dataclass(frozen=True)
+class Settings:
+    smoke: bool
+    out: Path = OUT
+    # pass-through, in-process
+    inproc_rounds: int = 60
+    inproc_round_seconds: float = 0.02
+    # pass-through, over HTTP
+    http_rounds: int = 3
+    http_seconds: int = 3
+    http_connections: int = 32
+    # broker
+    concurrency: tuple[int, ...] = (1, 16, 64, 256)
+    broker_seconds: int = 4
+    broker_rounds: int = 2
+    max_cell_seconds: int = 30
+    """A slow variant's cell runs longer (up to this) so it completes a few waves."""
+    # memory
+    memory_calls: int = 20_000
+    memory_chunks: int = 4
+    memory_connections: int = 64
+    # widget
+    browser: bool = True
+
+    @classmethod
+    def full(cls) -> Settings:
+        return cls(smoke=False)
+
+    @classmethod
+    def quick(cls) -> Settings:
+        return cls(
+            smoke=True,
+            inproc_rounds=3,
+            inproc_round_seconds=0.01,
+            http_rounds=1,
+            http_seconds=1,
+            concurrency=(1, 16),
+            broker_seconds=1,
+            broker_rounds=1,
+            max_cell_seconds=2,
+            memory_calls=500,
+            memory_chunks=1,
+            memory_connections=16,
+            browser=False,
+        )
