@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import json
 import logging
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Awaitable, Callable, Collection, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,7 +27,7 @@ from .guards.client import ClientAddress
 from .guards.cross_site import CrossSiteGuard
 from .guards.handles import HandleRefused, HandleSigner
 from .guards.limits import Limits, caller_key
-from .sessions import EMPTY, SessionReader
+from .sessions import SessionReader
 from .upstream import (
     AgentNotFound,
     OneInboxClient,
@@ -207,6 +207,38 @@ async def run_event_hook(name: str, hook: EventHook | None, event: CallEvent) ->
         logger.exception("the %s hook raised; the call itself is unaffected", name)
 
 
+class _MissingSession(Mapping[str, Any]):
+    """The empty session of a middleware with no session set up.
+
+    Its first read logs why: that is usually middleware order, and otherwise shows
+    only as a 401. Hooks that never read the session (``allow_anonymous``) log nothing.
+    """
+
+    def __init__(self) -> None:
+        self._warned = False
+
+    def _warn(self) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "no session: scope['session'] is not set (is the framework's session "
+                "middleware outside OneInboxMiddleware?) and no session= reader is "
+                "configured; hooks see an empty session"
+            )
+
+    def __getitem__(self, key: str) -> Any:
+        self._warn()
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._warn()
+        return iter(())
+
+    def __len__(self) -> int:
+        self._warn()
+        return 0
+
+
 class _Route:
     """What both routes share: the guards in front, the session and the authorize hook."""
 
@@ -214,7 +246,7 @@ class _Route:
         self.policy = policy
         self.guards = guards
         self.upstream = upstream
-        self._warned_no_session = False
+        self._missing_session = _MissingSession()
 
     def _check_post(self, scope: Scope, trail: Trail) -> str | None:
         """Method, cross-site and JSON-only: together they stop a forged form post.
@@ -242,15 +274,7 @@ class _Route:
             return session
         reader = self.policy.session
         if reader is None:
-            if not self._warned_no_session:
-                # Usually middleware order: say so once rather than answer a silent 401.
-                self._warned_no_session = True
-                logger.warning(
-                    "no session: scope['session'] is not set (is the framework's session "
-                    "middleware outside OneInboxMiddleware?) and no session= reader is "
-                    "configured; hooks see an empty session"
-                )
-            return EMPTY
+            return self._missing_session
         from starlette.requests import cookie_parser
 
         # HTTP/2 may split cookies over several headers; join them as one cookie string.

@@ -191,6 +191,18 @@ async def test_missing_session_setup_is_logged_once(
     warnings = [r for r in caplog.records if "no session" in r.getMessage()]
     assert len(warnings) == 1 and warnings[0].levelno == logging.WARNING
 
+    caplog.clear()
+    anonymous = OneInboxMiddleware(
+        Starlette(),
+        api_key=API_KEY,
+        agent_id=AGENT_ID,
+        authorize=allow_anonymous,
+        http_client=upstream_client,
+    )
+    async with client_for(anonymous) as client:
+        assert (await client.post(START, json={})).status_code == 201
+    assert "no session" not in caplog.text  # a site that never reads the session is fine
+
 
 async def test_a_session_cookie_split_over_headers_is_read(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
