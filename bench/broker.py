@@ -14,6 +14,7 @@ import math
 import os
 import shutil
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,8 +60,11 @@ LABELS = {
     "fastapi-shared-httpx": "FastAPI, one shared default httpx client",
     "express": "Express + global fetch (the seed's broker)",
     "raw-ceiling": "raw ASGI + minimal asyncio-streams client (ceiling)",
-    "oneinbox-httpx": "OneInboxMiddleware over httpx's own transport (no `fast` extra)",
+    "oneinbox-httpx-aiohttp": "(b) before the fix: through httpx over httpx-aiohttp",
+    "oneinbox-httpx": "(b) over httpx's own transport (no `fast` extra)",
 }
+# Shown for comparison only: one round each, to keep the run short.
+ONE_ROUND = {"oneinbox-redis", "oneinbox-httpx-aiohttp", "oneinbox-httpx", "fastapi-naive"}
 
 
 def _redis(group: procs.Group) -> tuple[procs.Proc | None, str | None]:
@@ -209,7 +213,8 @@ def run_cell(
         log_dir=settings.out / "logs",
     )
     assert variant.proc is not None
-    waited = variant.proc.settle(timeout=30) + upstream.settle()
+    window = settings.settle_window
+    waited = variant.proc.settle(window=window, timeout=30) + upstream.settle(window=window)
     variant.settle_s = max(variant.settle_s, waited)
     procs.log(
         f"broker {variant.key} c={connections} {duration} s: {result.rps:,.0f} req/s, "
@@ -228,32 +233,98 @@ def cell_seconds(variant: Variant, connections: int, settings: Settings) -> int:
     return max(settings.broker_seconds, min(settings.max_cell_seconds, math.ceil(4 * wave)))
 
 
-def measure(settings: Settings) -> tuple[dict[str, Variant], Section, Section]:
+def measure(
+    settings: Settings,
+) -> tuple[dict[str, Variant], dict[str, dict[str, float]], Section, Section]:
     log_dir = settings.out / "logs"
     with procs.Group(log_dir) as group:
         upstream, variants, redis = start_servers(group, settings)
         live = [v for v in variants.values() if not v.unavailable]
-        for variant in live:  # warm up: imports, pools, JITs; then let them go idle
+        for variant in live if settings.warm_up else ():  # imports, pools; then idle again
             run_cell(
                 variant, 16 if variant.key != "fastapi-naive" else 1, 1, upstream, redis, settings
             )
-            variant.runs.clear()
         for connections in settings.concurrency:
             seconds = {v.key: cell_seconds(v, connections, settings) for v in live}
             for number in range(settings.broker_rounds):
                 order = live if number % 2 == 0 else live[::-1]
                 for variant in order:
-                    if number > 0 and seconds[variant.key] > settings.broker_seconds:
-                        continue  # a slow variant's long cell runs once
+                    if number > 0 and (
+                        variant.key in ONE_ROUND or seconds[variant.key] > settings.broker_seconds
+                    ):
+                        continue  # comparison-only variants and long cells run once
                     result = run_cell(
                         variant, connections, seconds[variant.key], upstream, redis, settings
                     )
                     variant.runs.setdefault(connections, []).append(result)
+        costs = measure_costs(upstream, settings)
         memory = measure_memory(group, upstream, settings)
-    return variants, broker_section(variants, settings), memory
+    section = broker_section(variants, settings)
+    section.details.append(costs_table(costs, settings))
+    return variants, costs, section, memory
+
+
+def measure_costs(upstream: procs.Proc, settings: Settings) -> dict[str, dict[str, float]]:
+    """``bench.costs`` in its own process pinned like a server under test."""
+    cpus = procs.server_side()
+
+    def pin() -> None:
+        if cpus:
+            os.sched_setaffinity(0, cpus)
+
+    procs.log("broker: CPU per part of a start-call (bench.costs)")
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.costs",
+            "--upstream",
+            upstream.url,
+            "--round-seconds",
+            str(settings.costs_round_seconds),
+            "--rounds",
+            str(settings.costs_rounds),
+            "--warm-up-calls",
+            str(settings.costs_warm_up_calls),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+        preexec_fn=pin,
+        env=procs.python_env(),
+        cwd=procs.ROOT,
+    )
+    if run.returncode != 0:
+        raise RuntimeError(f"bench.costs failed:\n{run.stderr[-3000:]}")
+    costs: dict[str, dict[str, float]] = json.loads(run.stdout)
+    return costs
+
+
+def costs_table(costs: dict[str, dict[str, float]], settings: Settings) -> str:
+    rows = [
+        ["upstream client, 16 in flight", name, f"{value:,.0f}"]
+        for name, value in costs["client"].items()
+    ]
+    rows += [
+        ["in-process, one at a time", name, f"{value:,.0f}"]
+        for name, value in costs["logic"].items()
+    ]
+    return (
+        "**Where a start-call's CPU goes** (`python -m bench.costs`): CPU µs per call of one "
+        f"pinned process, best of {settings.costs_rounds} interleaved rounds; robust to a busy "
+        "machine where req/s is not.\n\n" + table(["part", "measured", "CPU µs per call"], rows)
+    )
 
 
 # -- the broker table -------------------------------------------------------------------
+
+
+def server_us_per_request(result: LoadResult) -> float | None:
+    """CPU µs the server under test spent per completed request (None for direct)."""
+    if "server" not in result.cpu or not result.requests:
+        return None
+    return result.cpu["server"] * result.duration_s / result.requests * 1e6
 
 
 def _bottleneck(result: LoadResult) -> str:
@@ -369,6 +440,7 @@ def broker_section(variants: dict[str, Variant], settings: Settings) -> Section:
                 continue
             runs = variant.runs[connections]
             cpu = ", ".join(f"{k} {v:.2f}" for k, v in best.cpu.items())
+            per_request = server_us_per_request(best)
             detail.append(
                 [
                     variant.label,
@@ -378,6 +450,7 @@ def broker_section(variants: dict[str, Variant], settings: Settings) -> Section:
                     f"{best.p99_ms:.2f}",
                     " / ".join(f"{r.rps:,.0f}" for r in runs) + f" ({best.duration_s:.0f} s)",
                     ", ".join(f"{k} {v}" for k, v in best.errors.items()) or "0",
+                    f"{per_request:,.0f}" if per_request else "—",
                     f"{cpu}; others {best.others_cores_busy:.2f}, stolen {best.stolen_cores:.2f}",
                     _bottleneck(best),
                 ]
@@ -398,6 +471,7 @@ def broker_section(variants: dict[str, Variant], settings: Settings) -> Section:
                 "p99 ms",
                 "rounds (cell length)",
                 "errors",
+                "server CPU µs/req",
                 "CPU (cores)",
                 "saturated",
             ],

@@ -128,7 +128,7 @@ def over_http(settings: Settings) -> Section:
             )
             for variant in VARIANTS
         }
-        for server in servers.values():  # warm up each server and connection path
+        for server in servers.values() if settings.warm_up else ():  # warm up each server
             loadgen.wrk(
                 server.url + "/text",
                 connections=settings.http_connections,

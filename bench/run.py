@@ -79,11 +79,12 @@ def main(argv: list[str] | None = None) -> int:
     if "broker" in parts:
 
         def run_broker() -> list[Section]:
-            variants, table, memory = broker.measure(settings)
+            variants, costs, table, memory = broker.measure(settings)
             raw["broker"] = {
                 key: {str(c): [r.to_json() for r in runs] for c, runs in v.runs.items()}
                 for key, v in variants.items()
             }
+            raw["costs"] = costs
             return [table, memory]
 
         sections += _guarded("broker", run_broker)

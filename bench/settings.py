@@ -24,7 +24,12 @@ class Settings:
     broker_seconds: int = 4
     broker_rounds: int = 2
     max_cell_seconds: int = 30
+    warm_up: bool = True
+    settle_window: float = 0.2
     """A slow variant's cell runs longer (up to this) so it completes a few waves."""
+    costs_rounds: int = 5
+    costs_round_seconds: float = 0.25
+    costs_warm_up_calls: int = 320
     # memory
     memory_calls: int = 20_000
     memory_chunks: int = 4
@@ -44,10 +49,15 @@ class Settings:
             inproc_round_seconds=0.01,
             http_rounds=1,
             http_seconds=1,
-            concurrency=(1, 16),
+            concurrency=(16,),
             broker_seconds=1,
             broker_rounds=1,
             max_cell_seconds=2,
+            warm_up=False,
+            settle_window=0.1,
+            costs_rounds=1,
+            costs_round_seconds=0.02,
+            costs_warm_up_calls=32,
             memory_calls=500,
             memory_chunks=1,
             memory_connections=16,

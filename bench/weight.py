@@ -86,7 +86,7 @@ def browser_before_click(settings: Settings) -> dict[str, Any]:
             try:
                 page = browser.new_page()
                 fetched: list[Any] = []
-                page.on("requestfinished", fetched.append)
+                page.on("requestfinished", lambda request: fetched.append(request))
                 page.goto(site.url + "/", wait_until="load", timeout=WAIT_MS)
                 page.get_by_role("button", name="Talk to AI").wait_for(timeout=WAIT_MS)
                 page.wait_for_load_state("networkidle", timeout=WAIT_MS)

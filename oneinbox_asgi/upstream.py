@@ -218,20 +218,20 @@ class _ThroughHttpx:
 class _ThroughAiohttp:
     """Our own pooled client on asyncio: an aiohttp session, spoken to directly.
 
-    The same connector, TLS context, limits and per-request timeouts as httpx over
-    httpx-aiohttp's transport, and its exceptions mapped by httpx-aiohttp's own table,
-    so failures classify exactly as they do through that transport; minus httpx's
-    request/response models, cookie jar and redirect machinery, which cost about twice
-    what aiohttp itself does per call (measured in bench/: ``python -m bench``). On
-    asyncio for sure, so the deadline is asyncio's own (anyio's costs more). No cookie
-    jar: an API client has no use for one.
+    The same connector, TLS context and limits as httpx over httpx-aiohttp's transport,
+    and its exceptions mapped by httpx-aiohttp's own table, so failures classify exactly
+    as they do through that transport; minus httpx's request/response models, cookie
+    jar and redirect machinery, which cost about as much again as aiohttp itself per
+    call (measured in bench/). On asyncio for sure, so the one deadline is asyncio's
+    own (anyio's costs more), and aiohttp keeps no timers of its own: its connect and
+    read timeouts, set to the time left, could only ever fire with the deadline. No
+    cookie jar: an API client has no use for one.
     """
 
     def __init__(self) -> None:
         import aiohttp
         from httpx_aiohttp.transport import map_aiohttp_exceptions
 
-        self._aiohttp = aiohttp
         self._mapped = map_aiohttp_exceptions
         self._loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(
@@ -240,8 +240,13 @@ class _ThroughAiohttp:
             ssl=httpx.create_ssl_context(),
         )
         self.session: aiohttp.ClientSession = aiohttp.ClientSession(
-            connector=connector, cookie_jar=aiohttp.DummyCookieJar()
+            connector=connector,
+            cookie_jar=aiohttp.DummyCookieJar(),
+            timeout=aiohttp.ClientTimeout(),
         )
+
+    def now(self) -> float:
+        return self._loop.time()
 
     async def exchange(
         self,
@@ -251,28 +256,22 @@ class _ThroughAiohttp:
         headers: Mapping[str, str],
         seconds: float,
     ) -> Exchanged:
-        timeout = self._aiohttp.ClientTimeout(
-            sock_connect=seconds, sock_read=seconds, connect=seconds
-        )
         async with asyncio.timeout(seconds):
             with self._mapped():
                 async with self.session.request(
-                    method,
-                    url,
-                    data=content,
-                    headers=headers,
-                    allow_redirects=False,
-                    timeout=timeout,
+                    method, url, data=content, headers=headers, allow_redirects=False
                 ) as response:
-                    body = bytearray()
-                    async for chunk in response.content.iter_chunked(16 * 1024):
-                        body += chunk
-                        if len(body) > MAX_RESPONSE_BYTES:
-                            raise _too_large(response.status)
-                    return response.status, response.headers, bytes(body)
-
-    def now(self) -> float:
-        return self._loop.time()
+                    length = response.content_length
+                    if length is not None and length <= MAX_RESPONSE_BYTES:
+                        body = await response.read()  # bounded by its declared length
+                    else:
+                        gathered = bytearray()
+                        async for chunk in response.content.iter_chunked(16 * 1024):
+                            gathered += chunk
+                            if len(gathered) > MAX_RESPONSE_BYTES:
+                                raise _too_large(response.status)
+                        body = bytes(gathered)
+                    return response.status, response.headers, body
 
     async def aclose(self) -> None:
         await self.session.close()

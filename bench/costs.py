@@ -1,0 +1,209 @@
+"""Where a start-call's CPU goes: each part measured alone, in CPU time per call.
+
+    python -m bench.costs --upstream URL [--round-seconds S] [--rounds R]   (prints JSON)
+
+CPU time (not wall time) of this one pinned process, so the numbers hold up on a busy
+machine better than throughput does; the best of R interleaved rounds each.
+
+* the upstream client, 16 calls in flight against the fast fake OneInbox: the
+  middleware's own pooled client (aiohttp spoken to directly), the same through httpx
+  over httpx-aiohttp (before the fix), httpx's own transport, and the raw keep-alive
+  client of the ceiling;
+* the broker's own logic: ``POST /oneinbox/start-call`` through ``OneInboxMiddleware``
+  called in-process with the upstream call stubbed out (body, guards, hooks, handle,
+  answer), against a bare Starlette JSON route driven the same way;
+* the end-call handle alone (``guards.handles.HandleSigner.issue``), when it exists.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gc
+import json
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import uvloop
+
+from oneinbox_asgi import OneInboxMiddleware
+from oneinbox_asgi.upstream import POOL_LIMITS, OneInboxClient, WebCall
+
+from . import apps
+from .fake_oneinbox import AGENT_ID, API_KEY, CALL_PATH, SERVER_URL
+from .inprocess import scope_for
+from .rawclient import RawPool
+
+VARIABLES = {"customer_name": "Bench user1"}
+METADATA = {"caller": "user1", "path": apps.START_CALL}
+Call = Callable[[], Awaitable[Any]]
+
+
+async def cpu_per_call(call: Call, calls: int, concurrency: int) -> float:
+    """CPU µs per call of ``calls`` calls, ``concurrency`` at a time."""
+
+    async def worker(count: int) -> None:
+        for _ in range(count):
+            await call()
+
+    gc.collect()
+    started = time.process_time()
+    await asyncio.gather(*(worker(calls // concurrency) for _ in range(concurrency)))
+    return (time.process_time() - started) / (calls // concurrency * concurrency) * 1e6
+
+
+async def best_of(
+    calls: dict[str, Call], round_seconds: float, rounds: int, concurrency: int, warm_up: int
+) -> dict[str, float]:
+    """Each call's best CPU µs per call over ``rounds`` interleaved rounds of about
+    ``round_seconds`` each (the count calibrated once per call, during warm-up)."""
+    counts: dict[str, int] = {}
+    for name, call in calls.items():  # warm up (connections, imports, caches), calibrate
+        await cpu_per_call(call, max(warm_up // 2, concurrency), concurrency)
+        cost = await cpu_per_call(call, max(warm_up, concurrency), concurrency)
+        counts[name] = max(concurrency * 4, round(round_seconds * 1e6 / max(cost, 1.0)))
+    results: dict[str, list[float]] = {name: [] for name in calls}
+    for _ in range(rounds):
+        for name, call in calls.items():
+            results[name].append(await cpu_per_call(call, counts[name], concurrency))
+    return {name: min(values) for name, values in results.items()}
+
+
+def _create(client: OneInboxClient) -> Call:
+    return lambda: client.create_web_call(AGENT_ID, variables=VARIABLES, metadata=METADATA)
+
+
+async def client_costs(
+    url: str, round_seconds: float, rounds: int, warm_up: int
+) -> dict[str, float]:
+    from httpx_aiohttp import AiohttpTransport
+
+    through_httpx_aiohttp = httpx.AsyncClient(
+        transport=AiohttpTransport(limits=POOL_LIMITS), limits=POOL_LIMITS
+    )
+    through_httpcore = httpx.AsyncClient(limits=POOL_LIMITS)
+    clients = {
+        "own pooled client (aiohttp, direct)": OneInboxClient(api_key=API_KEY, base_url=url),
+        "httpx over httpx-aiohttp (before the fix)": OneInboxClient(
+            api_key=API_KEY, base_url=url, http_client=through_httpx_aiohttp
+        ),
+        "httpx's own transport (no `fast` extra)": OneInboxClient(
+            api_key=API_KEY, base_url=url, http_client=through_httpcore
+        ),
+    }
+    calls: dict[str, Call] = {name: _create(client) for name, client in clients.items()}
+    parts = urlsplit(url)
+    pool = RawPool(parts.hostname or "127.0.0.1", parts.port or 80)
+    headers = f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n".encode()
+    body = json.dumps({"agent_id": AGENT_ID, "variables": VARIABLES, "metadata": METADATA})
+
+    async def raw() -> None:
+        _, answer = await pool.post(CALL_PATH, headers, body.encode())
+        json.loads(answer)
+
+    calls["raw keep-alive client (ceiling's, not production)"] = raw
+    try:
+        return await best_of(calls, round_seconds, rounds, 16, warm_up)
+    finally:
+        for client in clients.values():
+            await client.aclose()
+        await through_httpx_aiohttp.aclose()
+        await through_httpcore.aclose()
+        pool.close()
+
+
+async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[str, float]:
+    middleware = OneInboxMiddleware(
+        apps.passthrough_bare(),
+        api_key=API_KEY,
+        agent_id=AGENT_ID,
+        base_url="http://127.0.0.1:9",
+        authorize=apps.authorize,
+        variables=apps.variables,
+        **apps.guard_options(None),
+    )
+    call = WebCall(call_id="call_000000000001", server_url=SERVER_URL, participant_token="x" * 480)
+
+    async def stub(agent_id: str, *, variables: Any, metadata: Any) -> WebCall:
+        return call
+
+    middleware.upstream.create_web_call = stub  # type: ignore[method-assign]
+    bare = apps.passthrough_bare()
+    numbers = iter(range(10**9))
+    statuses: set[int] = set()
+    request = {"type": "http.request", "body": b"{}", "more_body": False}
+
+    async def receive() -> dict[str, Any]:
+        return request
+
+    async def send(message: MutableMapping[str, Any]) -> None:
+        if message["type"] == "http.response.start":
+            statuses.add(message["status"])
+
+    def start_call_scope() -> dict[str, Any]:
+        scope = scope_for(apps.START_CALL)
+        scope["method"] = "POST"
+        scope["headers"] = [
+            (b"host", b"127.0.0.1:8000"),
+            (b"content-type", b"application/json"),
+            (b"content-length", b"2"),
+            (b"origin", b"http://127.0.0.1:8000"),
+            (b"sec-fetch-site", b"same-origin"),
+            (b"sec-fetch-mode", b"cors"),
+            (apps.USER_HEADER.encode(), b"user%d" % (next(numbers) % 1000)),
+        ]
+        return scope
+
+    json_scope = scope_for("/json")
+
+    async def start_call() -> None:
+        await middleware(start_call_scope(), receive, send)
+
+    async def json_route() -> None:
+        await bare(dict(json_scope), receive, send)
+
+    calls: dict[str, Call] = {
+        "broker logic: start-call with the upstream stubbed": start_call,
+        "for scale: a bare Starlette JSON route": json_route,
+    }
+    try:
+        from oneinbox_asgi.guards.handles import HandleSigner
+    except ImportError:
+        pass
+    else:
+        signer = HandleSigner(API_KEY, max_age=3600, clock=time.time)
+
+        async def handle() -> None:
+            signer.issue("user1", call_id="call_000000000001", agent_id=AGENT_ID, slot="s" * 16)
+
+        calls["of which: the end-call handle (guards/handles.py, issue)"] = handle
+    costs = await best_of(calls, round_seconds, rounds, 1, warm_up)
+    if statuses - {200, 201}:
+        raise RuntimeError(f"in-process start-call answered {sorted(statuses)}")
+    return costs
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m bench.costs")
+    parser.add_argument("--upstream", required=True)
+    parser.add_argument("--round-seconds", type=float, default=0.25)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--warm-up-calls", type=int, default=320)
+    args = parser.parse_args(argv)
+
+    async def measure() -> dict[str, dict[str, float]]:
+        return {
+            "client": await client_costs(
+                args.upstream, args.round_seconds, args.rounds, args.warm_up_calls
+            ),
+            "logic": await logic_costs(args.round_seconds, args.rounds, args.warm_up_calls),
+        }
+
+    print(json.dumps(uvloop.run(measure())))
+
+
+if __name__ == "__main__":
+    main()
