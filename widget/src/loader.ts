@@ -134,28 +134,35 @@ function main(): void {
       keepalive,
     });
 
-  /** Releases everything the attempt holds. Idempotent: called again as late results arrive. */
-  const release = (a: Attempt): Promise<void> => {
+  /** Releases everything the attempt holds. Idempotent: called again as late results arrive.
+   *  `leaving`: the page is going away, so end-call cannot wait for the room to be left. */
+  const release = (a: Attempt, leaving = false): Promise<void> => {
     a.stream?.getTracks().forEach((t) => t.stop());
     a.mic?.stop();
+    const s = a.session;
+    a.session = undefined;
+    const left = s ? s.disconnect().catch(() => undefined) : Promise.resolve();
     if (a.endToken) {
       const end_token = a.endToken;
       a.endToken = undefined;
       // Never block the hang-up on end-call, and tolerate its failure.
-      postJSON("/end-call", { end_token }, true).then(
-        (r) => r.ok || console.warn("oneinbox: end-call answered", r.status),
-        (e: unknown) => console.warn("oneinbox: end-call failed", e),
-      );
+      const endCall = () =>
+        postJSON("/end-call", { end_token }, true).then(
+          (r) => r.ok || console.warn("oneinbox: end-call answered", r.status),
+          (e: unknown) => console.warn("oneinbox: end-call failed", e),
+        );
+      // Leave the room first (up to 1 s), so the voice service hears the caller hang up
+      // before the server-side stop arrives and the call's end reason says so.
+      if (leaving) endCall();
+      else void Promise.race([left, new Promise((r) => setTimeout(r, 1000))]).then(endCall);
     }
-    const s = a.session;
-    a.session = undefined;
-    return s ? s.disconnect().catch(() => undefined) : Promise.resolve();
+    return left;
   };
 
   const finish = (a: Attempt, reason: string, err?: WidgetError): Promise<void> => {
     if (a.done) return Promise.resolve();
     a.done = true;
-    const released = release(a);
+    const released = release(a, reason === "page_hide");
     lastError = err;
     setState(err ? "error" : "ended");
     if (err) {

@@ -129,8 +129,10 @@ class SignalSession:
         except Exception:
             log.exception("signalling session %s failed", self.sid)
         finally:
-            await self.close()
+            # The room hears of it first: closing peer connections takes a while, and a
+            # caller who left must end the call before anything else (a stop) can.
             self.room.session_gone(self)
+            await self.close()
 
     async def leave(self, reason: models.DisconnectReason) -> None:
         """Tell the client to disconnect (no reconnect), give it a moment, then close."""
