@@ -115,7 +115,8 @@ async def client_costs(
         pool.close()
 
 
-async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[str, float]:
+def _stubbed(**options: Any) -> OneInboxMiddleware:
+    """The middleware as in (b), with the upstream call answered at once, in-process."""
     middleware = OneInboxMiddleware(
         apps.passthrough_bare(),
         api_key=API_KEY,
@@ -123,7 +124,7 @@ async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[s
         base_url="http://127.0.0.1:9",
         authorize=apps.authorize,
         variables=apps.variables,
-        **apps.guard_options(None),
+        **options,
     )
     call = WebCall(call_id="call_000000000001", server_url=SERVER_URL, participant_token="x" * 480)
 
@@ -131,6 +132,12 @@ async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[s
         return call
 
     middleware.upstream.create_web_call = stub  # type: ignore[method-assign]
+    return middleware
+
+
+async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[str, float]:
+    middleware = _stubbed(**apps.guard_options(None))
+    without_limits = _stubbed(**apps.limits_off())
     bare = apps.passthrough_bare()
     numbers = iter(range(10**9))
     statuses: set[int] = set()
@@ -162,11 +169,15 @@ async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[s
     async def start_call() -> None:
         await middleware(start_call_scope(), receive, send)
 
+    async def start_call_without_limits() -> None:
+        await without_limits(start_call_scope(), receive, send)
+
     async def json_route() -> None:
         await bare(dict(json_scope), receive, send)
 
     calls: dict[str, Call] = {
         "broker logic: start-call with the upstream stubbed": start_call,
+        "the same with the rate limit and concurrency cap off": start_call_without_limits,
         "for scale: a bare Starlette JSON route": json_route,
     }
     try:

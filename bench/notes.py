@@ -47,6 +47,7 @@ def budget(raw: dict[str, Any], settings: Settings) -> list[str]:
     httpcore = _cost(raw, "client", "httpx's own transport")
     minimal = _cost(raw, "client", "raw keep-alive")
     logic = _cost(raw, "logic", "broker logic")
+    unlimited = _cost(raw, "logic", "the same with the rate limit")
     route = _cost(raw, "logic", "for scale")
     handle = _cost(raw, "logic", "of which")
     if None in (b_us, raw_us, client, minimal, logic):
@@ -64,6 +65,7 @@ def budget(raw: dict[str, Any], settings: Settings) -> list[str]:
         f"{logic:,.0f} (body, cross-site check, authorize and variables hooks, rate limit and "
         f"concurrency slot, answer"
         + (f"; of which the end-call handle {handle:,.0f}" if handle else "")
+        + (f" and the two limits {logic - unlimited:,.0f}" if unlimited else "")
         + f"; a bare Starlette JSON route costs {route or 0:,.0f} for scale). The rest, "
         f"≈ {rest:,.0f} µs, is the HTTP server side (uvicorn + httptools reading the request "
         "and writing the answer, the aiohttp connection's I/O, Starlette's outer middleware); "

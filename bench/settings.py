@@ -13,11 +13,11 @@ class Settings:
     smoke: bool
     out: Path = OUT
     # pass-through, in-process
-    inproc_rounds: int = 60
-    inproc_round_seconds: float = 0.02
+    inproc_rounds: int = 100
+    inproc_round_seconds: float = 0.015
     # pass-through, over HTTP
-    http_rounds: int = 3
-    http_seconds: int = 3
+    http_rounds: int = 6
+    http_seconds: int = 2
     http_connections: int = 32
     # broker
     concurrency: tuple[int, ...] = (1, 16, 64, 256)

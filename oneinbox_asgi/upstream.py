@@ -225,14 +225,18 @@ class _ThroughAiohttp:
     call (measured in bench/). On asyncio for sure, so the one deadline is asyncio's
     own (anyio's costs more), and aiohttp keeps no timers of its own: its connect and
     read timeouts, set to the time left, could only ever fire with the deadline. No
-    cookie jar: an API client has no use for one.
+    cookie jar: an API client has no use for one. The few fixed API URLs are parsed
+    once.
     """
 
     def __init__(self) -> None:
         import aiohttp
+        import yarl
         from httpx_aiohttp.transport import map_aiohttp_exceptions
 
         self._mapped = map_aiohttp_exceptions
+        self._parse = yarl.URL
+        self._urls: dict[str, yarl.URL] = {}
         self._loop = asyncio.get_running_loop()
         connector = aiohttp.TCPConnector(
             limit=POOL_LIMITS.max_connections or 0,
@@ -256,10 +260,15 @@ class _ThroughAiohttp:
         headers: Mapping[str, str],
         seconds: float,
     ) -> Exchanged:
+        parsed = self._urls.get(url)
+        if parsed is None:
+            parsed = self._parse(url)
+            if len(self._urls) < 16:  # the fixed paths; a stop URL per call id is not kept
+                self._urls[url] = parsed
         async with asyncio.timeout(seconds):
-            with self._mapped():
+            try:
                 async with self.session.request(
-                    method, url, data=content, headers=headers, allow_redirects=False
+                    method, parsed, data=content, headers=headers, allow_redirects=False
                 ) as response:
                     length = response.content_length
                     if length is not None and length <= MAX_RESPONSE_BYTES:
@@ -272,6 +281,9 @@ class _ThroughAiohttp:
                                 raise _too_large(response.status)
                         body = bytes(gathered)
                     return response.status, response.headers, body
+            except Exception:
+                with self._mapped():  # an aiohttp error becomes httpx's type; others pass
+                    raise
 
     async def aclose(self) -> None:
         await self.session.close()
