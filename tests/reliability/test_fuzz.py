@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from typing import Any
 
 import httpx
@@ -119,7 +120,7 @@ def build() -> tuple[OneInboxMiddleware, EmulatorAPI]:
 
 
 @settings(
-    max_examples=300,
+    max_examples=int(os.environ.get("ONEINBOX_FUZZ_EXAMPLES", "300")),
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
