@@ -95,6 +95,16 @@ def machine(extra: dict[str, str]) -> str:
     ]
     versions = ", ".join(f"{name} {_version(name)}" for name in packages)
     commit = _command_output(["git", "-C", str(procs.ROOT), "rev-parse", "--short", "HEAD"])
+    status = subprocess.run(
+        ["git", "-C", str(procs.ROOT), "status", "--porcelain", "--", "oneinbox_asgi"],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    ).stdout.split()
+    changed = [path for path in status if path.startswith("oneinbox_asgi/")]
+    if changed:
+        commit += f" (package files changed since it, measured as they were: {', '.join(changed)})"
     lines = [
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- commit: {commit}",
