@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -133,8 +134,9 @@ def test_over_real_http_with_lifespan_closing_the_pooled_client(
     assert API_KEY not in caplog.text
 
 
-async def lifespan_exchange(app: Any) -> list[str]:
-    """Drive a lifespan start and stop through ``app``; return what it sent."""
+async def lifespan_exchange(app: Any, probe: Callable[[], bool] | None = None) -> list[str]:
+    """Drive a lifespan start and stop through ``app``; return what it sent (with what
+    ``probe`` said at each message, when given)."""
     incoming = [{"type": "lifespan.startup"}, {"type": "lifespan.shutdown"}]
     sent: list[str] = []
 
@@ -142,7 +144,7 @@ async def lifespan_exchange(app: Any) -> list[str]:
         return incoming.pop(0)
 
     async def send(message: dict[str, str]) -> None:
-        sent.append(message["type"])
+        sent.append(message["type"] + (f":{probe()}" if probe else ""))
 
     await app({"type": "lifespan", "asgi": {"version": "3.0"}}, receive, send)
     return sent
@@ -155,10 +157,10 @@ async def test_lifespan_is_answered_for_a_host_that_refuses_it() -> None:
     middleware = OneInboxMiddleware(
         django_like, api_key=API_KEY, agent_id=AGENT_ID, authorize=allow_anonymous
     )
-    assert middleware.upstream.client is not None  # opened, as a first call would
-    assert middleware.upstream._client is not None
-    sent = await lifespan_exchange(middleware)
-    assert sent == ["lifespan.startup.complete", "lifespan.shutdown.complete"]
+    assert middleware.upstream._client is None
+    sent = await lifespan_exchange(middleware, lambda: middleware.upstream._client is not None)
+    # Opened at startup (the first call does not pay for it), closed at shutdown.
+    assert sent == ["lifespan.startup.complete:True", "lifespan.shutdown.complete:False"]
     assert middleware.upstream._client is None
 
 
@@ -257,3 +259,15 @@ async def test_an_outer_middleware_editing_headers_does_not_change_later_answers
     async with client_for(tagging) as client:
         answers = [await client.get("/oneinbox/widget.js") for _ in range(3)]
     assert [r.headers.get_list("x-tag") for r in answers] == [["1"], ["1"], ["1"]]
+
+
+async def test_a_failed_host_startup_closes_what_we_opened() -> None:
+    async def refusing(scope: Any, receive: Any, send: Any) -> None:
+        await receive()
+        await send({"type": "lifespan.startup.failed", "message": "no database"})
+
+    middleware = OneInboxMiddleware(
+        refusing, api_key=API_KEY, agent_id=AGENT_ID, authorize=allow_anonymous
+    )
+    sent = await lifespan_exchange(middleware, lambda: middleware.upstream._client is not None)
+    assert sent == ["lifespan.startup.failed:False"]
