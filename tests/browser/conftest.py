@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import secrets
 import socket
 import threading
@@ -24,18 +23,8 @@ from typing import Any
 import httpx
 import pytest
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-]
+from ..chromium import launched
+
 TIMEOUT_MS = 10_000  # every wait in these tests is bounded by this
 CSP = "script-src 'self' 'nonce-{nonce}'; style-src 'self'"
 API_KEY = "oi_sk_browser_tests_0123456789abcdef"
@@ -58,10 +47,6 @@ RECORDER = """
   });
 })();
 """
-
-
-def _browser_available() -> bool:
-    return os.access(CHROMIUM, os.X_OK)
 
 
 @dataclass
@@ -192,21 +177,8 @@ def _build_app(site_ref: list[Site], fake: Any) -> Any:
 
 @pytest.fixture(scope="package")
 def chromium_browser() -> Iterator[Any]:
-    if not _browser_available():
-        if os.environ.get("ONEINBOX_REQUIRE_BROWSER") == "1":
-            pytest.fail(f"{CHROMIUM} is missing and ONEINBOX_REQUIRE_BROWSER=1")
-        pytest.skip(
-            f"{CHROMIUM} is missing (apt-get install chromium); set "
-            "ONEINBOX_REQUIRE_BROWSER=1 to make this a failure"
-        )
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="package")

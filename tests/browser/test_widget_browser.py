@@ -16,11 +16,10 @@ import pytest
 
 from oneinbox_asgi.widget import script_tag
 
+from ..chromium import CHROMIUM, LAUNCH_ARGS
 from .conftest import (
     API_KEY,
-    CHROMIUM,
     FORBIDDEN_MESSAGE,
-    LAUNCH_ARGS,
     RATE_LIMIT,
     RECORDER,
     TIMEOUT_MS,

@@ -8,7 +8,6 @@ in a loop, so the demo agent hears utterances and takes turns.
 
 from __future__ import annotations
 
-import os
 import time
 import wave
 from collections.abc import Callable, Iterator
@@ -28,18 +27,8 @@ from oneinbox_asgi.emulator.voice.media import SAMPLE_RATE, load_clip
 from oneinbox_asgi.emulator.voice.server import VoiceOptions
 from oneinbox_asgi.emulator.voice.session import SessionTimings
 
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-]
+from ..chromium import launched
+
 TIMEOUT_MS = 10_000
 INSTRUMENT = (Path(__file__).parent / "instrument.js").read_text()
 AGENT_ID = "agt_demo"
@@ -58,12 +47,6 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
         )
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("ONEINBOX_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} and ONEINBOX_REQUIRE_BROWSER=1")
-    pytest.skip(f"{reason}; set ONEINBOX_REQUIRE_BROWSER=1 to make this a failure")
-
-
 def _speaking_caller(path: Path) -> Path:
     speech = load_clip("reply.ogg")[: int(1.2 * SAMPLE_RATE)]
     pcm = np.concatenate([speech, np.zeros(int(1.3 * SAMPLE_RATE), np.int16)])
@@ -77,18 +60,9 @@ def _speaking_caller(path: Path) -> Path:
 
 @pytest.fixture(scope="package")
 def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
     wav = _speaking_caller(tmp_path_factory.mktemp("e2e") / "caller.wav")
-    args = [*LAUNCH_ARGS, f"--use-file-for-fake-audio-capture={wav}"]
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=args, headless=True)
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched([f"--use-file-for-fake-audio-capture={wav}"]) as browser:
+        yield browser
 
 
 @dataclass

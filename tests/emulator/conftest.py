@@ -22,19 +22,9 @@ from oneinbox_asgi.emulator.serving import bind, url_of
 from oneinbox_asgi.emulator.voice.server import VoiceOptions
 from oneinbox_asgi.emulator.voice.session import SessionTimings
 
+from ..chromium import launched, unavailable
+
 REPO = Path(__file__).resolve().parents[2]
-CHROMIUM = "/usr/bin/chromium"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-    "--autoplay-policy=no-user-gesture-required",
-    "--allow-loopback-in-peer-connection",
-]
 
 
 @pytest.fixture
@@ -130,32 +120,15 @@ def livekit_client_bundle() -> Path | None:
     return next((Path(c) for c in candidates if c and Path(c).is_file()), None)
 
 
-def _unavailable(reason: str) -> None:
-    if os.environ.get("ONEINBOX_REQUIRE_BROWSER") == "1":
-        pytest.fail(f"{reason} and ONEINBOX_REQUIRE_BROWSER=1")
-    pytest.skip(f"{reason}; set ONEINBOX_REQUIRE_BROWSER=1 to make this a failure")
-
-
 @pytest.fixture(scope="module")
 def chromium() -> Iterator[Any]:
-    if not os.access(CHROMIUM, os.X_OK):
-        _unavailable(f"{CHROMIUM} is missing (apt-get install chromium)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    with launched() as browser:
+        yield browser
 
 
 @pytest.fixture(scope="module")
 def livekit_js() -> Path:
     found = livekit_client_bundle()
     if found is None:
-        _unavailable("livekit-client is not installed (run `npm ci` in widget/)")
-    assert found is not None
+        unavailable("livekit-client is not installed (run `npm ci` in widget/)")
     return found
