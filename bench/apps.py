@@ -65,6 +65,16 @@ def host_routes() -> list[Route]:
     return [Route("/json", json_route), Route("/text", text_route)]
 
 
+class Forward:
+    """The least any pure-ASGI middleware does: forward every call. The cost of a layer."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        await self.app(scope, receive, send)
+
+
 class PrefixCheck(BaseHTTPMiddleware):
     """The same prefix check as OneInboxMiddleware's, written the common (slow) way."""
 
@@ -97,8 +107,13 @@ def passthrough_basehttp() -> Starlette:
     return Starlette(routes=host_routes(), middleware=[Middleware(PrefixCheck)])
 
 
+def passthrough_forward() -> Starlette:
+    return Starlette(routes=host_routes(), middleware=[Middleware(Forward)])
+
+
 PASSTHROUGH: dict[str, Callable[[], Starlette]] = {
     "bare": passthrough_bare,
+    "forward": passthrough_forward,
     "oneinbox": passthrough_oneinbox,
     "basehttp": passthrough_basehttp,
 }

@@ -12,6 +12,7 @@ import json
 import subprocess
 import sys
 from dataclasses import dataclass
+from typing import Any
 
 from . import loadgen, procs
 from .report import Row, Section, table
@@ -19,6 +20,7 @@ from .settings import Settings
 
 VARIANTS = {
     "bare": "bare Starlette app",
+    "forward": "wrapped by a do-nothing pure-ASGI middleware (the cost of any layer)",
     "oneinbox": "wrapped by OneInboxMiddleware",
     "basehttp": "wrapped by BaseHTTPMiddleware (same check)",
 }
@@ -31,6 +33,8 @@ HTTP_TARGET = 0.97
 class Cell:
     rps: float
     cpu: str
+    cpu_us: float
+    """The server's CPU µs per request."""
 
 
 def _median_paired(values: list[float], bare: list[float]) -> float:
@@ -49,7 +53,7 @@ def _rows(kind: str, rounds: dict[str, dict[str, list[float]]], target: float) -
     for path, label in ROUTES.items():
         by = rounds[path]
         rows.append(Row(f"{kind}, {label}: bare app", f"{max(by['bare']):,.0f} req/s", "1.00"))
-        for variant in ("oneinbox", "basehttp"):
+        for variant in ("forward", "oneinbox", "basehttp"):
             value = max(by[variant])
             ratio = _median_paired(by[variant], by["bare"])
             if variant == "oneinbox":
@@ -63,9 +67,10 @@ def _rows(kind: str, rounds: dict[str, dict[str, list[float]]], target: float) -
                     )
                 )
             else:
+                name = "a do-nothing middleware" if variant == "forward" else "BaseHTTPMiddleware"
                 rows.append(
                     Row(
-                        f"{kind}, {label}: BaseHTTPMiddleware (for contrast)",
+                        f"{kind}, {label}: {name} (for contrast)",
                         f"{value:,.0f} req/s",
                         f"{ratio:.3f}",
                     )
@@ -74,6 +79,11 @@ def _rows(kind: str, rounds: dict[str, dict[str, list[float]]], target: float) -
 
 
 def in_process(settings: Settings) -> Section:
+    """``bench.inprocess`` in a few fresh processes, pinned: their rounds are pooled.
+
+    One process's numbers carry its own memory layout (a few percent either way for a
+    15 µs request); several processes average that out. Rounds stay paired within each.
+    """
     argv = [
         sys.executable,
         "-m",
@@ -91,20 +101,25 @@ def in_process(settings: Settings) -> Section:
 
             os.sched_setaffinity(0, cpus)
 
-    run = subprocess.run(
-        argv,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-        preexec_fn=pin,
-        env=procs.python_env(),
-        cwd=procs.ROOT,
-    )
-    if run.returncode != 0:
-        raise RuntimeError(f"bench.inprocess failed:\n{run.stderr[-3000:]}")
-    data = json.loads(run.stdout)
-    rounds: dict[str, dict[str, list[float]]] = data["rps"]
+    rounds: dict[str, dict[str, list[float]]] = {}
+    data: dict[str, Any] = {}
+    for _ in range(settings.inproc_processes):
+        run = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=False,
+            preexec_fn=pin,
+            env=procs.python_env(),
+            cwd=procs.ROOT,
+        )
+        if run.returncode != 0:
+            raise RuntimeError(f"bench.inprocess failed:\n{run.stderr[-3000:]}")
+        data = json.loads(run.stdout)
+        for path, by in data["rps"].items():
+            for variant, values in by.items():
+                rounds.setdefault(path, {}).setdefault(variant, []).extend(values)
     best = {path: {v: max(values) for v, values in by.items()} for path, by in rounds.items()}
     section = Section("Pass-through, in-process")
     section.rows = _rows("in-process", rounds, IN_PROCESS_TARGET)
@@ -121,13 +136,14 @@ def in_process(settings: Settings) -> Section:
         for variant, values in by.items()
     ]
     section.details.append(
-        f"{data['rounds']} rounds of ~{data['round_seconds'] * 1000:.0f} ms per variant and "
-        "route, interleaved back to back, uvloop, one pinned process; the ASGI app called "
-        "directly. The verdict uses the last column, the median over rounds of each "
-        "round's own ratio to bare: a round measures the variants back to back under the "
-        "same conditions, and no single lucky round can move a median. On a shared "
-        "machine whole rounds run at half speed (compare best and median req/s), which is "
-        "why a ratio of best rounds (the column before) wanders by a few percent.\n\n"
+        f"{settings.inproc_processes} fresh processes x {data['rounds']} rounds of "
+        f"~{data['round_seconds'] * 1000:.0f} ms per variant and route, interleaved back to "
+        "back, uvloop, pinned; the ASGI app called directly. The verdict uses the last "
+        "column, the median over rounds of each round's own ratio to bare: a round "
+        "measures the variants back to back under the same conditions, and no single "
+        "lucky round can move a median. On a shared machine whole rounds run at half "
+        "speed (compare best and median req/s), which is why a ratio of best rounds "
+        "(the column before) wanders by a few percent.\n\n"
         + table(
             [
                 "route",
@@ -182,7 +198,8 @@ def over_http(settings: Settings) -> Section:
                         f"server {result.cpu['server']:.2f}, wrk {result.cpu['wrk']:.2f}, "
                         f"others {result.others_cores_busy:.2f}, stolen {result.stolen_cores:.2f}"
                     )
-                    cells[path][variant].append(Cell(result.rps, cpu))
+                    cpu_us = result.cpu["server"] * result.duration_s / max(result.requests, 1)
+                    cells[path][variant].append(Cell(result.rps, cpu, cpu_us * 1e6))
     best = {p: {v: max(c.rps for c in cs) for v, cs in by.items()} for p, by in cells.items()}
     rates = {p: {v: [c.rps for c in cs] for v, cs in by.items()} for p, by in cells.items()}
     section.rows = _rows("HTTP", rates, HTTP_TARGET)
@@ -190,6 +207,7 @@ def over_http(settings: Settings) -> Section:
     for path, by in cells.items():
         for variant, runs in by.items():
             top = max(runs, key=lambda c: c.rps)
+            cpu_us = sorted(c.cpu_us for c in runs)[len(runs) // 2]
             detail.append(
                 [
                     f"`{path}`",
@@ -198,6 +216,7 @@ def over_http(settings: Settings) -> Section:
                     ", ".join(f"{c.rps:,.0f}" for c in runs),
                     f"{top.rps / best[path]['bare']:.3f}",
                     f"{_median_paired(rates[path][variant], rates[path]['bare']):.3f}",
+                    f"{cpu_us:.1f}",
                     top.cpu,
                 ]
             )
@@ -205,7 +224,8 @@ def over_http(settings: Settings) -> Section:
         f"uvicorn (uvloop, httptools) pinned to one core, wrk -t1 -c{settings.http_connections} "
         f"on the other; {settings.http_rounds} rounds of {settings.http_seconds} s, "
         "interleaved back to back; the verdict uses the median of the rounds' own ratios "
-        "to bare (see the in-process note).\n\n"
+        "to bare (see the in-process note). The server's CPU time per request, which "
+        "other work on the machine moves less than req/s, is given too.\n\n"
         + table(
             [
                 "route",
@@ -214,6 +234,7 @@ def over_http(settings: Settings) -> Section:
                 "all rounds",
                 "best vs bare",
                 "median of round ratios",
+                "server CPU µs/req (median)",
                 "CPU (cores), best round",
             ],
             detail,

@@ -13,11 +13,12 @@ class Settings:
     smoke: bool
     out: Path = OUT
     # pass-through, in-process
-    inproc_rounds: int = 100
+    inproc_processes: int = 3
+    inproc_rounds: int = 50
     inproc_round_seconds: float = 0.015
     # pass-through, over HTTP
-    http_rounds: int = 6
-    http_seconds: int = 2
+    http_rounds: int = 10
+    http_seconds: int = 1
     http_connections: int = 32
     # broker
     concurrency: tuple[int, ...] = (1, 16, 64, 256)
@@ -45,6 +46,7 @@ class Settings:
     def quick(cls) -> Settings:
         return cls(
             smoke=True,
+            inproc_processes=1,
             inproc_rounds=3,
             inproc_round_seconds=0.01,
             http_rounds=1,
