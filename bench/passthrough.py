@@ -121,7 +121,7 @@ def in_process(settings: Settings) -> Section:
             for variant, values in by.items():
                 rounds.setdefault(path, {}).setdefault(variant, []).extend(values)
     best = {path: {v: max(values) for v, values in by.items()} for path, by in rounds.items()}
-    section = Section("Pass-through, in-process")
+    section = Section("Pass-through, in-process", data={"rounds": rounds})
     section.rows = _rows("in-process", rounds, IN_PROCESS_TARGET)
     detail = [
         [
@@ -202,6 +202,12 @@ def over_http(settings: Settings) -> Section:
                     cells[path][variant].append(Cell(result.rps, cpu, cpu_us * 1e6))
     best = {p: {v: max(c.rps for c in cs) for v, cs in by.items()} for p, by in cells.items()}
     rates = {p: {v: [c.rps for c in cs] for v, cs in by.items()} for p, by in cells.items()}
+    section.data = {
+        "rates": rates,
+        "cpu_us": {
+            p: {v: [c.cpu_us for c in cs] for v, cs in by.items()} for p, by in cells.items()
+        },
+    }
     section.rows = _rows("HTTP", rates, HTTP_TARGET)
     detail: list[list[str]] = []
     for path, by in cells.items():

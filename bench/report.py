@@ -10,6 +10,7 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from . import procs
 
@@ -37,6 +38,8 @@ class Section:
     rows: list[Row] = field(default_factory=list)
     details: list[str] = field(default_factory=list)
     """Markdown blocks (detail tables, notes) shown below the summary."""
+    data: dict[str, Any] = field(default_factory=dict)
+    """The measurements behind the rows, for the notes."""
 
 
 def table(header: list[str], rows: list[list[str]]) -> str:

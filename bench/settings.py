@@ -17,7 +17,7 @@ class Settings:
     inproc_rounds: int = 50
     inproc_round_seconds: float = 0.015
     # pass-through, over HTTP
-    http_rounds: int = 10
+    http_rounds: int = 14
     http_seconds: int = 1
     http_connections: int = 32
     # broker
