@@ -32,20 +32,23 @@ def log(message: str) -> None:
     print(f"bench [{time.monotonic() - _STARTED:6.1f} s] {message}", file=sys.stderr, flush=True)
 
 
+# The cores this run may use, read once at start: the bench pins itself to the load
+# side afterwards, and what it inherits must not shrink what it hands out.
+AVAILABLE = sorted(os.sched_getaffinity(0))
+
+
 def cores() -> int:
-    return len(os.sched_getaffinity(0))
+    return len(AVAILABLE)
 
 
 def load_side() -> set[int] | None:
     """Cores for the load generator, the fake upstream and Redis (None: do not pin)."""
-    available = sorted(os.sched_getaffinity(0))
-    return {available[0]} if len(available) >= 2 else None
+    return {AVAILABLE[0]} if len(AVAILABLE) >= 2 else None
 
 
 def server_side() -> set[int] | None:
     """Cores for the server under test (None: do not pin)."""
-    available = sorted(os.sched_getaffinity(0))
-    return {available[1]} if len(available) >= 2 else None
+    return {AVAILABLE[1]} if len(AVAILABLE) >= 2 else None
 
 
 def free_port() -> int:

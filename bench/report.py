@@ -111,7 +111,7 @@ def machine(extra: dict[str, str]) -> str:
     lines = [
         f"- date: {datetime.datetime.now(datetime.UTC).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- commit: {commit}",
-        f"- machine: {os.cpu_count()} cores ({len(os.sched_getaffinity(0))} usable), "
+        f"- machine: {os.cpu_count()} cores ({procs.cores()} usable), "
         f"{cpu_model()}, {platform.system()} {platform.release()}",
         f"- Python {sys.version.split()[0]} ({platform.python_implementation()}); {versions}",
         f"- node {_command_output(['node', '--version'])}, "
