@@ -86,6 +86,11 @@ def direct_ratio(raw: dict[str, Any], settings: Settings, missed: list[Row]) -> 
         return []
     load_core = sum(v for k, v in direct["cpu"].items() if k != "server")
     needed = 1e6 / (0.35 * direct["rps"])
+    client = _cost(raw, "client", "own pooled client")
+    minimal = _cost(raw, "client", "raw keep-alive")
+    client_ratio = (
+        f"{client / minimal:.0f}x the minimal client's CPU; " if client and minimal else ""
+    )
     return [
         f"- **c={mid}, (b) vs the upstream called directly (target ≥ 0.35x).** Called "
         f"directly, the fake upstream and wrk saturate their core ({load_core:.2f} cores) at "
@@ -94,9 +99,9 @@ def direct_ratio(raw: dict[str, Any], settings: Settings, missed: list[Row]) -> 
         f"({b_cell['rps']:,.0f} req/s, {b_cell['rps'] / direct['rps']:.2f}x). Even the raw "
         f"ceiling, no production code, reaches {ceiling['rps'] / direct['rps']:.2f}x here. What "
         "is left is in the budget above: the HTTP server side no broker avoids, aiohttp's "
-        "per-request machinery (about 4x the minimal client; the next step down would be a "
-        "hand-written HTTP/1.1 client in the package, which the design rules out), and the "
-        "broker's own logic, owned by `calls.py` and `guards/`.",
+        f"per-request machinery ({client_ratio}the next step down would be a hand-written "
+        "HTTP/1.1 client in the package, which the design rules out), and the broker's own "
+        "logic, owned by `calls.py` and `guards/`.",
     ]
 
 
