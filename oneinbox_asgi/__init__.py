@@ -1,5 +1,7 @@
 """oneinbox-asgi: a secure, drop-in "Talk to AI" voice button for any ASGI app."""
 
+__version__ = "0.2.0"
+
 from .context import CallEvent, CallRequest, Forbidden, allow_anonymous
 from .errors import ConfigurationError
 from .middleware import OneInboxMiddleware
@@ -15,5 +17,6 @@ __all__ = [
     "QuartSessionReader",
     "SessionReader",
     "StarletteSessionReader",
+    "__version__",
     "allow_anonymous",
 ]

@@ -30,14 +30,14 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
         try:
             too_big = int(declared) > limit
         except ValueError:
-            raise CallError(400, "bad_request", "Content-Length is not a number.") from None
+            raise CallError("bad_request", "Content-Length is not a number.") from None
         if too_big:
             raise _too_large(limit)
     body = bytearray()
     while True:
         message = await receive()
         if message["type"] == "http.disconnect":
-            raise CallError(400, "bad_request", "The client went away before sending the body.")
+            raise CallError("bad_request", "The client went away before sending the body.")
         body += message.get("body", b"")
         if len(body) > limit:
             raise _too_large(limit)
@@ -46,4 +46,4 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 
 def _too_large(limit: int) -> CallError:
-    return CallError(413, "payload_too_large", f"The request body is over {limit} bytes.")
+    return CallError("payload_too_large", f"The request body is over {limit} bytes.")

@@ -35,16 +35,29 @@ class CallRequest:
         client_ip: str | None,
         body: Mapping[str, Any],
         agent: str | None,
+        caller: Any = None,
     ) -> None:
         self.scope = scope
         self.session = session
         self.client_ip = client_ip
         self.body = body
+        #: The agent's name as the browser asked for it (None: the default agent).
         self.agent = agent
-        #: What ``authorize`` returned; set before ``variables`` and ``metadata`` run.
-        self.caller: Any = None
+        #: What ``authorize`` returned: None while ``authorize`` itself runs.
+        self.caller = caller
         self._headers: Headers | None = None
         self._cookies: dict[str, str] | None = None
+
+    def identified(self, caller: Any) -> CallRequest:
+        """The same request as the later hooks see it: ``caller`` is what authorize returned."""
+        return CallRequest(
+            self.scope,
+            session=self.session,
+            client_ip=self.client_ip,
+            body=self.body,
+            agent=self.agent,
+            caller=caller,
+        )
 
     @property
     def headers(self) -> Headers:
@@ -84,7 +97,11 @@ class CallEvent:
     call_id: str
     #: The OneInbox agent id the call was made with.
     agent_id: str
-    #: The caller's limit key: ``id:<what authorize returned>`` or ``ip:<client address>``.
-    caller: str
-    #: Seconds from start-call to end-call (``on_call_ended`` only; whole seconds).
+    #: What ``authorize`` returned for the caller.
+    caller: Any
+    #: Seconds from start-call to end-call (``on_call_ended`` only).
     duration: float | None = None
+    #: The limits' key for the caller: ``id:<caller>`` or ``ip:<client address>``.
+    limit_key: str = ""
+    #: The agent's name as the browser asked for it (None: the default agent).
+    agent: str | None = None

@@ -1,70 +1,96 @@
-"""Stable error codes and the one JSON shape every error response has.
+"""The broker's error vocabulary: one stable code per refusal or failure, one HTTP status each.
 
-``{"error": {"code": "<stable_snake_case>", "message": "<for a person>"}}``
+A refusal is raised where it is found: as a ``CallError`` naming its code (a guard,
+the body parser, a hook runner), or as the domain error of the layer that found it
+(the OneInbox client's ``UpstreamError``, the store's ``StoreUnavailable``, the handle
+signer's ``HandleRefused``), which ``contract.as_call_error`` maps. ``STATUS`` is the
+one table from code to HTTP status. The answer is written by ``responses``; each
+refusal is logged once, by ``audit``.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
-
-from starlette.types import Send
 
 
 class ConfigurationError(ValueError):
     """The middleware was set up wrong; the message says what to set."""
 
 
+#: Every code the routes answer with, and its HTTP status (README: "HTTP contract").
+STATUS: dict[str, int] = {
+    "bad_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "cross_site": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "request_timeout": 408,
+    "payload_too_large": 413,
+    "unsupported_media_type": 415,
+    "rate_limited": 429,
+    "too_many_calls": 429,
+    "internal_error": 500,
+    "upstream_auth": 502,
+    "upstream_agent_not_found": 502,
+    "upstream_error": 502,
+    "upstream_busy": 503,
+    "upstream_unavailable": 503,
+    "limits_unavailable": 503,
+    "upstream_timeout": 504,
+}
+
+#: Codes that are the service's fault, not the caller's: logged as warnings.
+FAILURES = frozenset(code for code, status in STATUS.items() if status >= 500)
+
+
 class CallError(Exception):
-    """A request the broker answers with an error; raised anywhere in the pipeline."""
+    """A refusal or failure the broker answers with ``{"error": {"code", "message"}}``.
+
+    ``message`` is for the person in front of the browser; ``reason`` (optional) is for
+    the operator's log only, and must already be free of secrets.
+    """
 
     def __init__(
         self,
-        status: int,
         code: str,
         message: str,
-        headers: Iterable[tuple[str, str]] = (),
+        *,
+        retry_after: int | None = None,
+        allow: Iterable[str] = (),
+        reason: str | None = None,
     ) -> None:
         super().__init__(message)
-        self.status = status
         self.code = code
+        self.status = STATUS[code]
         self.message = message
-        self.headers = tuple(headers)
+        self.retry_after = retry_after
+        self.allow = tuple(allow)
+        self.reason = reason
 
+    def __repr__(self) -> str:
+        return f"CallError({self.code!r}, {self.message!r})"
 
-def json_body(payload: object) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
-
-
-async def send_json(
-    send: Send,
-    status: int,
-    payload: object,
-    headers: Iterable[tuple[str, str]] = (),
-    *,
-    head_only: bool = False,
-) -> None:
-    body = json_body(payload)
-    raw_headers = [
-        (b"content-type", b"application/json"),
-        (b"content-length", str(len(body)).encode()),
-        (b"cache-control", b"no-store"),
-        (b"x-content-type-options", b"nosniff"),
-    ]
-    raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
-    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
-    await send({"type": "http.response.body", "body": b"" if head_only else body})
-
-
-async def send_error(send: Send, error: CallError, *, head_only: bool = False) -> None:
-    payload = {"error": {"code": error.code, "message": error.message}}
-    await send_json(send, error.status, payload, error.headers, head_only=head_only)
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        headers: list[tuple[str, str]] = []
+        if self.retry_after is not None:
+            headers.append(("Retry-After", str(self.retry_after)))
+        if self.allow:
+            headers.append(("Allow", ", ".join(self.allow)))
+        return headers
 
 
 def method_not_allowed(allowed: Iterable[str]) -> CallError:
-    allow = ", ".join(allowed)
-    return CallError(405, "method_not_allowed", f"Use {allow} for this route.", [("Allow", allow)])
+    allowed = tuple(allowed)
+    return CallError(
+        "method_not_allowed", f"Use {', '.join(allowed)} for this route.", allow=allowed
+    )
 
 
 def not_found() -> CallError:
-    return CallError(404, "not_found", "There is nothing at this address.")
+    return CallError("not_found", "There is nothing at this address.")
+
+
+def bad_request(message: str) -> CallError:
+    return CallError("bad_request", message)

@@ -9,37 +9,25 @@ is not ours.
 from __future__ import annotations
 
 import logging
-import os
-from collections.abc import Awaitable, Callable, Collection, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
-import httpx
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .calls import CallGuards, CallPolicy, EndCall, EventHook, Hook, StartCall
-from .errors import ConfigurationError, not_found, send_error
-from .guards.client import ClientAddress
-from .guards.cross_site import CrossSiteGuard
-from .guards.handles import HandleSigner
-from .guards.limits import (
-    DEFAULT_MAX_CALL_SECONDS,
-    DEFAULT_MAX_CONCURRENT_CALLS,
-    DEFAULT_RATE_LIMIT,
-    Limits,
-    RateLimit,
-    check_max_call_seconds,
-    check_max_concurrent_calls,
-)
-from .guards.store import LimitStore, open_store
-from .sessions import SessionReader
-from .upstream import DEFAULT_BASE_URL, OneInboxClient
+from .broker import Broker
+from .config import Options, Settings
+from .errors import ConfigurationError, not_found
+from .responses import send_error
+from .routes.end_call import EndCall
+from .routes.start_call import StartCall
 
 if TYPE_CHECKING:
+    from .stores.base import LimitStore
+    from .upstream import OneInboxClient
     from .widget import WidgetAssets
 
 logger = logging.getLogger("oneinbox_asgi")
 
-_REQUIRED: Any = object()
 _LIFESPAN_ENDINGS = frozenset(
     {"lifespan.startup.failed", "lifespan.shutdown.complete", "lifespan.shutdown.failed"}
 )
@@ -48,137 +36,48 @@ _LIFESPAN_ENDINGS = frozenset(
 AnyASGIApp = Callable[[Any, Any, Any], Awaitable[None]]
 
 
-def _option(value: str | None, env: str, default: str | None = None) -> str | None:
-    if value is not None:
-        return value
-    return os.environ.get(env) or default
-
-
-def _check_prefix(prefix: str) -> str:
-    if not isinstance(prefix, str) or not prefix.startswith("/") or "//" in prefix:
-        raise ConfigurationError(f"prefix must be a path such as '/oneinbox', not {prefix!r}")
-    prefix = prefix.rstrip("/")
-    if not prefix:
-        raise ConfigurationError("prefix must not be '/': the broker needs a path of its own")
-    return prefix
-
-
 class OneInboxMiddleware:
     """Mounts ``POST {prefix}/start-call``, ``POST {prefix}/end-call`` and
     ``GET {prefix}/widget.js`` on any ASGI app.
 
-    Options are checked once, here; see the README for each one and its default.
+    Options are keyword-only and checked once, here (``config.Settings``); see the
+    README for each one and its default. A bad one raises ``ConfigurationError``,
+    which is also logged: some servers build the middleware inside the lifespan and
+    would otherwise show only "lifespan unsupported".
     """
 
     #: The routes below ``prefix`` that change state (POST); the rest are widget files.
     call_routes: ClassVar[tuple[str, ...]] = ("start-call", "end-call")
 
-    def __init__(
-        self,
-        app: AnyASGIApp,
-        *,
-        authorize: Hook = _REQUIRED,
-        api_key: str | None = None,
-        agent_id: str | None = None,
-        agents: Mapping[str, str] | None = None,
-        base_url: str | None = None,
-        variables: Hook | None = None,
-        client_variables: Collection[str] = (),
-        metadata: Hook | None = None,
-        prefix: str = "/oneinbox",
-        session: SessionReader | None = None,
-        timeout: float = 10.0,
-        http_client: httpx.AsyncClient | None = None,
-        trusted_origins: Collection[str] = (),
-        trusted_proxies: Collection[str] = (),
-        rate_limit: str | None = DEFAULT_RATE_LIMIT,
-        max_concurrent_calls: int | None = DEFAULT_MAX_CONCURRENT_CALLS,
-        max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS,
-        store: LimitStore | str | None = None,
-        on_call_started: EventHook | None = None,
-        on_call_ended: EventHook | None = None,
-    ) -> None:
+    def __init__(self, app: AnyASGIApp, **options: Unpack[Options]) -> None:
         self.app: ASGIApp = app
-        key = _option(api_key, "ONEINBOX_API_KEY")
-        if not key:
-            raise ConfigurationError(
-                "OneInbox API key missing: set ONEINBOX_API_KEY or pass api_key="
-            )
-        if authorize is _REQUIRED or authorize is None:
-            raise ConfigurationError(
-                "authorize= is required: pass a hook that returns the caller's id "
-                "(or oneinbox_asgi.allow_anonymous to let anyone call)"
-            )
-        if not callable(authorize):
-            raise ConfigurationError("authorize must be a function of the CallRequest")
-        for name, hook in (("variables", variables), ("metadata", metadata)):
-            if hook is not None and not callable(hook):
-                raise ConfigurationError(f"{name} must be a function of the CallRequest")
-        agents = dict(agents or {})
-        for name, value in agents.items():
-            if not isinstance(name, str) or not isinstance(value, str) or not name or not value:
-                raise ConfigurationError(
-                    "agents must map names to agent ids, both non-empty strings"
-                )
-        default_agent = _option(agent_id, "ONEINBOX_AGENT_ID")
-        if not default_agent and not agents:
-            raise ConfigurationError(
-                "no agent configured: set ONEINBOX_AGENT_ID, or pass agent_id= or agents="
-            )
-        if isinstance(client_variables, str):
-            raise ConfigurationError("client_variables must be a collection of names, not a str")
-        if session is not None and not isinstance(session, SessionReader):
-            raise ConfigurationError("session must be a session reader with an async read()")
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0:
-            raise ConfigurationError(
-                f"timeout must be a positive number of seconds, not {timeout!r}"
-            )
-        url = _option(base_url, "ONEINBOX_BASE_URL", DEFAULT_BASE_URL)
-        assert url is not None
-        if not url.startswith(("https://", "http://")):
-            raise ConfigurationError(f"base_url must be an http(s) URL, not {url!r}")
-        if http_client is not None and not isinstance(http_client, httpx.AsyncClient):
-            raise ConfigurationError("http_client must be an httpx.AsyncClient")
-        for name, event_hook in (
-            ("on_call_started", on_call_started),
-            ("on_call_ended", on_call_ended),
-        ):
-            if event_hook is not None and not callable(event_hook):
-                raise ConfigurationError(f"{name} must be a function of the CallEvent")
-        cross_site = CrossSiteGuard(trusted_origins)
-        client_address = ClientAddress(trusted_proxies)
-        rate = None if rate_limit is None else RateLimit.parse(rate_limit)
-        cap = check_max_concurrent_calls(max_concurrent_calls)
-        lease = check_max_call_seconds(max_call_seconds)
-
-        self.prefix = _check_prefix(prefix)
+        try:
+            settings = Settings.from_options(**options)
+        except ConfigurationError as exc:
+            logger.error("OneInboxMiddleware is not set up, so no page can be served: %s", exc)
+            raise
+        except TypeError as exc:  # an option that does not exist
+            logger.error("OneInboxMiddleware is not set up: %s", exc)
+            raise
+        self.settings = settings
+        self.prefix = settings.prefix
         self._route_prefix = self.prefix + "/"
-        self.upstream = OneInboxClient(
-            api_key=key, base_url=url, timeout=float(timeout), http_client=http_client
-        )
-        policy = CallPolicy(
-            authorize=authorize,
-            agent_id=default_agent or None,
-            agents=agents,
-            variables=variables,
-            client_variables=frozenset(client_variables),
-            metadata=metadata,
-            session=session,
-        )
-        self.store, self._owns_store = open_store(store)
-        guards = CallGuards(
-            cross_site=cross_site,
-            client=client_address,
-            limits=Limits(self.store, rate=rate, max_concurrent_calls=cap, max_call_seconds=lease),
-            handles=HandleSigner(key, max_age=lease, clock=self.store.clock),
-            on_call_started=on_call_started,
-            on_call_ended=on_call_ended,
-        )
+        self.broker = Broker.build(settings)
         self._routes: dict[str, StartCall | EndCall] = {
-            "start-call": StartCall(policy, guards, self.upstream),
-            "end-call": EndCall(policy, guards, self.upstream),
+            "start-call": StartCall(self.broker),
+            "end-call": EndCall(self.broker),
         }
         self._assets: WidgetAssets | None = None
+
+    @property
+    def upstream(self) -> OneInboxClient:
+        """The OneInbox API client."""
+        return self.broker.upstream
+
+    @property
+    def store(self) -> LimitStore:
+        """Where the limits live."""
+        return self.settings.store
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         scope_type = scope["type"]
@@ -257,14 +156,10 @@ class OneInboxMiddleware:
                 return
 
     def _open(self) -> None:
-        """Open the pooled upstream client at startup, so the first call does not pay for it
-        (importing and setting up aiohttp took ~0.3 s of the first click's latency)."""
-        self.upstream.client  # noqa: B018 - the property opens it
+        """Open the pooled upstream transport at startup, so the first call does not pay for
+        it (importing and setting up aiohttp took ~0.3 s of the first click's latency)."""
+        self.broker.upstream.open()
 
     async def aclose(self) -> None:
-        """Close the pooled upstream client and the limit store (only those we created)."""
-        try:
-            await self.upstream.aclose()
-        finally:
-            if self._owns_store:
-                await self.store.aclose()
+        """Close the pooled upstream transport and the limit store (only those we created)."""
+        await self.broker.aclose()

@@ -1,37 +1,35 @@
-"""The OneInbox API client: create and stop web calls, with its own error types.
+"""The OneInbox API client: create, stop and look up calls, with its own error types.
 
-The HTTP layer (``calls.py``) maps these errors to the contract's statuses; nothing
-here knows about the browser. The API key is sent in one header and never logged,
-never put into an exception message.
+It speaks to OneInbox through a ``Transport`` (transport/), whose three failures it
+maps here, once, to ``UpstreamError`` subclasses; the routes map those to the HTTP
+contract (contract.py). The API key is sent in one header only; every text that came
+from OneInbox is redacted before it becomes an exception message (OneInbox may echo
+back a key or a token).
 """
 
 from __future__ import annotations
 
-import asyncio
 import email.utils
 import json
 import math
 import time
-import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
-from urllib.parse import quote, urlsplit
+from typing import Any
+from urllib.parse import quote
 
-import anyio
-import httpx
-import sniffio
+from .redaction import Redactor
+from .transport import Broken, NotSent, Response, TimedOut, Transport, open_transport
 
-if TYPE_CHECKING:
-    import aiohttp
-
-MAX_RESPONSE_BYTES = 64 * 1024
 DEFAULT_BASE_URL = "https://api.oneinbox.ai"
-POOL_LIMITS = httpx.Limits(max_connections=256, max_keepalive_connections=64)
+#: Characters of OneInbox's error text kept in a reason (after redaction).
+MAX_DETAIL_CHARS = 200
+#: Attempts for a request that surely never left (connection refused, DNS, connect).
+ATTEMPTS = 2
 
 
 class UpstreamError(Exception):
-    """OneInbox did not give us a usable answer."""
+    """OneInbox did not give us a usable answer. The message is safe to log."""
 
 
 class UpstreamAuthError(UpstreamError):
@@ -39,7 +37,7 @@ class UpstreamAuthError(UpstreamError):
 
 
 class AgentNotFound(UpstreamError):
-    """OneInbox does not know the agent id (404)."""
+    """OneInbox does not know the agent id (404 on create)."""
 
 
 class UpstreamBusy(UpstreamError):
@@ -59,7 +57,7 @@ class UpstreamBadResponse(UpstreamError):
 
 
 class UpstreamUnavailable(UpstreamError):
-    """OneInbox could not be reached (refused, DNS, reset before an answer)."""
+    """OneInbox could not be reached (refused, DNS, connect failure); nothing was sent."""
 
 
 class UpstreamTimeout(UpstreamError):
@@ -75,30 +73,12 @@ class WebCall:
     participant_token: str
 
 
-NOT_SENT, TIMED_OUT, BROKEN = "not_sent", "timed_out", "broken"
-
-
-def classify(exc: httpx.TransportError) -> str:
-    """How a transport failure happened: before the request left, by a timeout, or mid-way.
-
-    Only NOT_SENT may be retried: anything else may have created a billed call.
-    httpx-aiohttp maps every aiohttp connection error (a reset mid-answer too) to
-    ``httpx.ConnectTimeout``, so for that transport the aiohttp cause decides.
-    """
-    cause = exc.__cause__
-    if cause is not None and type(cause).__module__.startswith("aiohttp"):
-        import aiohttp
-
-        if isinstance(cause, aiohttp.ClientConnectorError | aiohttp.ConnectionTimeoutError):
-            return NOT_SENT
-        if isinstance(cause, aiohttp.ServerTimeoutError | TimeoutError):
-            return TIMED_OUT
-        return BROKEN
-    if isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout):
-        return NOT_SENT
-    if isinstance(exc, httpx.TimeoutException):
-        return TIMED_OUT
-    return BROKEN
+def call_path(call_id: str, action: str = "") -> str:
+    """``/v1/calls/{id}[/action]`` with the id as one percent-encoded path segment."""
+    if not call_id or call_id in (".", ".."):
+        raise ValueError(f"{call_id!r} cannot be a call id")  # it would move up the path
+    path = "/v1/calls/" + quote(call_id, safe="")
+    return f"{path}/{action}" if action else path
 
 
 def parse_retry_after(value: str | None, *, now: float | None = None) -> int | None:
@@ -117,7 +97,8 @@ def parse_retry_after(value: str | None, *, now: float | None = None) -> int | N
 
 
 def _detail_of(body: bytes) -> str:
-    """A short, printable reason from an error body: ``detail``, ``message`` or ``error``."""
+    """OneInbox's reason from an error body: ``detail`` (a string or a list), ``message``,
+    ``error``; unredacted and uncut."""
     try:
         payload = json.loads(body)
     except ValueError:
@@ -127,193 +108,19 @@ def _detail_of(body: bytes) -> str:
     for key in ("detail", "message", "error"):
         value = payload.get(key)
         if isinstance(value, str):
-            return value[:200]
+            return value
         if isinstance(value, list) and value and isinstance(value[0], dict):
-            return str(value[0].get("msg", ""))[:200]
+            return str(value[0].get("msg", ""))
     return ""
 
 
-def default_http_client() -> httpx.AsyncClient:
-    """A pooled client; on asyncio with the ``fast`` extra, httpx over aiohttp's transport.
-
-    httpx's own transport (httpcore) degrades badly under concurrency; aiohttp keeps
-    the httpx API. Under trio, or without the extra, httpx's own transport is used.
-    ``OneInboxClient`` uses this only where it cannot talk to aiohttp directly (see
-    ``_ThroughAiohttp``).
-    """
-    limits = POOL_LIMITS
-    transport: httpx.AsyncBaseTransport | None = None
-    try:
-        library = sniffio.current_async_library()
-    except sniffio.AsyncLibraryNotFoundError:
-        library = ""
-    if library == "asyncio":
-        try:
-            from httpx_aiohttp import AiohttpTransport
-        except ImportError:
-            pass
-        else:
-            transport = AiohttpTransport(limits=limits)
-    return httpx.AsyncClient(transport=transport, limits=limits, follow_redirects=False)
-
-
-Exchanged = tuple[int, Mapping[str, str], bytes]
-
-
-class PooledClient(Protocol):
-    """Sends one request and reads its whole answer (at most ``MAX_RESPONSE_BYTES``).
-
-    ``exchange`` raises ``TimeoutError`` when it is not done within ``seconds``; other
-    failures are httpx's exception types, whatever the library underneath, so that
-    ``OneInboxClient._request`` maps them to ours in one place. ``now`` is the clock
-    the deadline is measured on.
-    """
-
-    def now(self) -> float: ...
-
-    async def exchange(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        seconds: float,
-    ) -> Exchanged: ...
-
-    async def aclose(self) -> None: ...
-
-
-class _ThroughHttpx:
-    """Through an ``httpx.AsyncClient``: an injected one, or ours off asyncio."""
-
-    def __init__(self, client: httpx.AsyncClient) -> None:
-        self.client = client
-
-    def now(self) -> float:
-        return anyio.current_time()
-
-    async def exchange(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        seconds: float,
-    ) -> Exchanged:
-        with anyio.fail_after(seconds):
-            async with self.client.stream(
-                method, url, content=content, headers=headers, timeout=httpx.Timeout(seconds)
-            ) as response:
-                body = bytearray()
-                async for chunk in response.aiter_bytes():
-                    body += chunk
-                    if len(body) > MAX_RESPONSE_BYTES:
-                        raise _too_large(response.status_code)
-                return response.status_code, response.headers, bytes(body)
-
-    async def aclose(self) -> None:
-        await self.client.aclose()
-
-
-class _ThroughAiohttp:
-    """Our own pooled client on asyncio: an aiohttp session, spoken to directly.
-
-    The same connector, TLS context and limits as httpx over httpx-aiohttp's transport,
-    and its exceptions mapped by httpx-aiohttp's own table, so failures classify exactly
-    as they do through that transport; minus httpx's request/response models, cookie
-    jar and redirect machinery, which cost about as much again as aiohttp itself per
-    call (measured in bench/). On asyncio for sure, so the one deadline is asyncio's
-    own (anyio's costs more), and aiohttp keeps no timers of its own: its connect and
-    read timeouts, set to the time left, could only ever fire with the deadline. No
-    cookie jar: an API client has no use for one. The few fixed API URLs are parsed
-    once.
-    """
-
-    def __init__(self) -> None:
-        import aiohttp
-        import yarl
-        from httpx_aiohttp.transport import map_aiohttp_exceptions
-
-        self._mapped = map_aiohttp_exceptions
-        self._parse = yarl.URL
-        self._urls: dict[str, yarl.URL] = {}
-        self._loop = asyncio.get_running_loop()
-        connector = aiohttp.TCPConnector(
-            limit=POOL_LIMITS.max_connections or 0,
-            keepalive_timeout=POOL_LIMITS.keepalive_expiry,
-            ssl=httpx.create_ssl_context(),
-        )
-        self.session: aiohttp.ClientSession = aiohttp.ClientSession(
-            connector=connector,
-            cookie_jar=aiohttp.DummyCookieJar(),
-            timeout=aiohttp.ClientTimeout(),
-        )
-
-    def now(self) -> float:
-        return self._loop.time()
-
-    async def exchange(
-        self,
-        method: str,
-        url: str,
-        content: bytes | None,
-        headers: Mapping[str, str],
-        seconds: float,
-    ) -> Exchanged:
-        parsed = self._urls.get(url)
-        if parsed is None:
-            parsed = self._parse(url)
-            if len(self._urls) < 16:  # the fixed paths; a stop URL per call id is not kept
-                self._urls[url] = parsed
-        async with asyncio.timeout(seconds):
-            try:
-                async with self.session.request(
-                    method, parsed, data=content, headers=headers, allow_redirects=False
-                ) as response:
-                    length = response.content_length
-                    if length is not None and length <= MAX_RESPONSE_BYTES:
-                        body = await response.read()  # bounded by its declared length
-                    else:
-                        gathered = bytearray()
-                        async for chunk in response.content.iter_chunked(16 * 1024):
-                            gathered += chunk
-                            if len(gathered) > MAX_RESPONSE_BYTES:
-                                raise _too_large(response.status)
-                        body = bytes(gathered)
-                    return response.status, response.headers, body
-            except Exception:
-                with self._mapped():  # an aiohttp error becomes httpx's type; others pass
-                    raise
-
-    async def aclose(self) -> None:
-        await self.session.close()
-
-
-def _too_large(status: int) -> UpstreamBadResponse:
-    return UpstreamBadResponse(
-        f"OneInbox's answer is larger than {MAX_RESPONSE_BYTES} bytes", status
-    )
-
-
-def _aiohttp_usable(base_url: str) -> bool:
-    """True on asyncio with the ``fast`` extra, unless a proxy is set in the environment.
-
-    httpx honours ``HTTP(S)_PROXY``, ``ALL_PROXY`` and ``NO_PROXY``; where one may apply
-    to OneInbox, the httpx client (which routes through it) is used instead.
-    """
-    try:
-        if sniffio.current_async_library() != "asyncio":
-            return False
-        import aiohttp  # noqa: F401
-        import httpx_aiohttp  # noqa: F401
-    except (sniffio.AsyncLibraryNotFoundError, ImportError):
-        return False
-    proxies = urllib.request.getproxies_environment()
-    return not (proxies.get(urlsplit(base_url).scheme) or proxies.get("all"))
-
-
 class OneInboxClient:
-    """Talks to ``{base_url}/v1/calls/...`` with the secret key."""
+    """Talks to ``{base_url}/v1/calls/...`` with the secret key, through one transport.
+
+    ``transport``: one to use (and never close), such as ``HttpxTransport`` over a
+    client the host injected; else our own, opened on first use in the running loop
+    (aiohttp's session must be) or by ``open()``, closed by ``aclose()``.
+    """
 
     def __init__(
         self,
@@ -321,7 +128,7 @@ class OneInboxClient:
         api_key: str,
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 10.0,
-        http_client: httpx.AsyncClient | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self._auth_headers = {
             "Authorization": f"Bearer {api_key}",
@@ -329,34 +136,33 @@ class OneInboxClient:
             "User-Agent": "oneinbox-asgi",
         }
         self._json_headers = {**self._auth_headers, "Content-Type": "application/json"}
-        self._api_key = api_key
+        self._redact = Redactor(api_key)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._owns_client = http_client is None
-        #: The pooled client requests go through: the injected one, or ours, made lazily
-        #: (aiohttp's session must be made inside the running event loop).
-        self._client: PooledClient | None = (
-            None if http_client is None else _ThroughHttpx(http_client)
-        )
+        self._injected = transport
+        self._own: Transport | None = None
 
     def __repr__(self) -> str:  # never the key
         return f"OneInboxClient(base_url={self.base_url!r}, timeout={self.timeout!r})"
 
     @property
-    def client(self) -> PooledClient:
-        """The pooled client requests go through; ours is opened here, on first use."""
-        if self._client is None:
-            if _aiohttp_usable(self.base_url):
-                self._client = _ThroughAiohttp()
-            else:
-                self._client = _ThroughHttpx(default_http_client())
-        return self._client
+    def is_open(self) -> bool:
+        """Whether our own pooled transport is open (an injected one is not ours)."""
+        return self._own is not None
+
+    def open(self) -> Transport:
+        """The transport requests go through; ours is opened here, once."""
+        if self._injected is not None:
+            return self._injected
+        if self._own is None:
+            self._own = open_transport()
+        return self._own
 
     async def aclose(self) -> None:
-        """Close our own pooled client (never an injected one); a later request reopens."""
-        if self._owns_client and self._client is not None:
-            client, self._client = self._client, None
-            await client.aclose()
+        """Close our own transport (never an injected one); a later request reopens."""
+        own, self._own = self._own, None
+        if own is not None:
+            await own.aclose()
 
     async def create_web_call(
         self,
@@ -370,15 +176,10 @@ class OneInboxClient:
             payload["variables"] = dict(variables)
         if metadata:
             payload["metadata"] = dict(metadata)
-        status, headers, body = await self._request("POST", "/v1/calls/web", payload)
-        if not 200 <= status < 300:
-            raise self._error_for(status, headers, body)
-        try:
-            answer = json.loads(body)
-        except ValueError:
-            raise UpstreamBadResponse("OneInbox answered with something that is not JSON") from None
-        if not isinstance(answer, dict):
-            raise UpstreamBadResponse("OneInbox answered with JSON that is not an object")
+        response = await self._request("POST", "/v1/calls/web", payload)
+        if not 200 <= response.status < 300:
+            raise self._error_for(response, not_found="agent")
+        answer = self._json_object(response)
         call_id = answer.get("id") or answer.get("call_id")
         server_url = answer.get("server_url")
         token = answer.get("participant_token")
@@ -386,60 +187,75 @@ class OneInboxClient:
             if not isinstance(value, str) or not value:
                 raise UpstreamBadResponse(f"OneInbox's answer has no usable {name}")
         assert isinstance(call_id, str) and isinstance(server_url, str) and isinstance(token, str)
+        try:
+            call_path(call_id)
+        except ValueError:
+            raise UpstreamBadResponse("OneInbox's answer has no usable id") from None
         return WebCall(call_id=call_id, server_url=server_url, participant_token=token)
 
     async def stop_call(self, call_id: str) -> None:
         """Hang up. A call that already ended, or that OneInbox no longer knows, is fine."""
-        path = f"/v1/calls/{quote(call_id, safe='')}/stop"
-        status, headers, body = await self._request("POST", path, None)
-        if 200 <= status < 300 or status == 404:
+        response = await self._request("POST", call_path(call_id, "stop"), None)
+        if 200 <= response.status < 300 or response.status == 404:
             return
-        raise self._error_for(status, headers, body)
+        raise self._error_for(response, not_found="call")
 
-    def _error_for(self, status: int, headers: Mapping[str, str], body: bytes) -> UpstreamError:
-        # Error texts are logged: one that echoes our key back must not carry it there.
-        detail = _detail_of(body).replace(self._api_key, "[api key]")
+    async def get_call(self, call_id: str) -> dict[str, Any] | None:
+        """OneInbox's record of the call (ONEINBOX_API.md), or None if it knows no such call."""
+        response = await self._request("GET", call_path(call_id), None)
+        if response.status == 404:
+            return None
+        if not 200 <= response.status < 300:
+            raise self._error_for(response, not_found="call")
+        return self._json_object(response)
+
+    def _json_object(self, response: Response) -> dict[str, Any]:
+        try:
+            answer = json.loads(response.body)
+        except ValueError:
+            raise UpstreamBadResponse("OneInbox answered with something that is not JSON") from None
+        if not isinstance(answer, dict):
+            raise UpstreamBadResponse("OneInbox answered with JSON that is not an object")
+        return answer
+
+    def _error_for(self, response: Response, *, not_found: str) -> UpstreamError:
+        status = response.status
+        detail = self._redact(_detail_of(response.body), MAX_DETAIL_CHARS)
         suffix = f": {detail}" if detail else ""
         if status in (401, 403):
             return UpstreamAuthError(f"OneInbox rejected the API key ({status}){suffix}")
-        if status == 404:
+        if status == 404 and not_found == "agent":
             return AgentNotFound(f"OneInbox does not know this agent{suffix}")
         if status == 429:
-            retry_after = parse_retry_after(headers.get("retry-after"))
+            retry_after = parse_retry_after(response.headers.get("retry-after"))
             return UpstreamBusy(f"OneInbox is rate limiting us{suffix}", retry_after)
         return UpstreamBadResponse(f"OneInbox answered {status}{suffix}", status)
 
-    async def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> Exchanged:
-        """One request with a deadline over everything, retried once if it surely never left."""
-        exchange = self.client
-        deadline = exchange.now() + self.timeout
+    async def _request(self, method: str, path: str, payload: dict[str, Any] | None) -> Response:
+        """One request with a deadline over the whole exchange, retried once (within what
+        is left of the deadline) only if it surely never left."""
+        transport = self.open()
+        deadline = time.monotonic() + self.timeout
         if payload is None:
-            content, headers = None, self._auth_headers
+            body, headers = None, self._auth_headers
         else:
-            content, headers = json.dumps(payload).encode(), self._json_headers
-        attempts = 2
-        for attempt in range(attempts):
-            remaining = deadline - exchange.now()
+            # allow_nan=False: Python's json writes NaN/Infinity, which is not JSON.
+            body, headers = json.dumps(payload, allow_nan=False).encode(), self._json_headers
+        url = self.base_url + path
+        for attempt in range(1, ATTEMPTS + 1):
+            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 break
             try:
-                return await exchange.exchange(
-                    method, self.base_url + path, content, headers, remaining
+                return await transport.send(
+                    method, url, headers=headers, body=body, seconds=remaining
                 )
-            except TimeoutError:
+            except TimedOut:
                 break
-            except httpx.TransportError as exc:
-                kind = classify(exc)
-                if kind == TIMED_OUT:
-                    break
-                if kind == BROKEN:
-                    # The request may have been received: never retried (a second billed call).
-                    raise UpstreamBadResponse(
-                        f"OneInbox's connection broke before a full answer ({type(exc).__name__})"
-                    ) from None
-                if attempt + 1 < attempts:
-                    continue
-                raise UpstreamUnavailable(
-                    f"OneInbox could not be reached ({type(exc).__name__})"
-                ) from None
+            except NotSent as exc:
+                if attempt == ATTEMPTS:
+                    raise UpstreamUnavailable(f"OneInbox could not be reached: {exc}") from None
+            except Broken as exc:
+                # The request may have been received: never retried (a second billed call).
+                raise UpstreamBadResponse(f"OneInbox's exchange broke: {exc}") from None
         raise UpstreamTimeout(f"OneInbox did not answer within {self.timeout:g} s")

@@ -29,7 +29,8 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
-from .errors import CallError, method_not_allowed, send_error
+from .errors import CallError, method_not_allowed
+from .responses import send_error
 
 __all__ = ["LOADER", "WidgetAssets", "script_tag"]
 
@@ -214,7 +215,7 @@ class WidgetAssets:
         asset = self.assets.get(name)
         if asset is None or method not in ("GET", "HEAD"):
             error = (
-                CallError(404, "not_found", "There is no such widget file.")
+                CallError("not_found", "There is no such widget file.")
                 if asset is None
                 else method_not_allowed(["GET", "HEAD"])
             )

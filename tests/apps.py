@@ -14,7 +14,7 @@ from starlette.websockets import WebSocket
 
 from oneinbox_asgi import CallRequest, OneInboxMiddleware
 
-from .conftest import AGENT_ID, API_KEY
+from .support import AGENT_ID, API_KEY
 
 SESSION_SECRET = "test-session-secret"
 

@@ -8,8 +8,9 @@ import pytest
 
 from oneinbox_asgi.emulator.api import DEFAULT_API_KEY, EmulatorAPI
 
-API_KEY = DEFAULT_API_KEY
-AGENT_ID = "agt_demo"
+from .support import API_KEY
+
+assert API_KEY == DEFAULT_API_KEY
 
 
 @pytest.fixture

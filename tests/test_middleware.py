@@ -20,9 +20,8 @@ from oneinbox_asgi import (
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
 from .apps import SESSION_SECRET, authorize, starlette_app
-from .conftest import AGENT_ID, API_KEY
 from .servers import serve
-from .test_start_call import START, client_for, error_code
+from .support import AGENT_ID, API_KEY, START, client_for, error_code
 
 pytestmark = pytest.mark.anyio
 
@@ -126,9 +125,9 @@ def test_over_real_http_with_lifespan_closing_the_pooled_client(
             middleware = app.middleware_stack
             while not isinstance(middleware, OneInboxMiddleware):
                 middleware = middleware.app  # type: ignore[union-attr]
-            assert middleware.upstream._client is not None
+            assert middleware.upstream.is_open
         # uvicorn has run the lifespan shutdown: our own client is closed and dropped.
-        assert middleware.upstream._client is None
+        assert not middleware.upstream.is_open
     call = oneinbox.registry.get(response.json()["call_id"])
     assert call is not None and call.variables == {"customer_name": "Lin"}
     assert API_KEY not in caplog.text
@@ -157,11 +156,11 @@ async def test_lifespan_is_answered_for_a_host_that_refuses_it() -> None:
     middleware = OneInboxMiddleware(
         django_like, api_key=API_KEY, agent_id=AGENT_ID, authorize=allow_anonymous
     )
-    assert middleware.upstream._client is None
-    sent = await lifespan_exchange(middleware, lambda: middleware.upstream._client is not None)
+    assert not middleware.upstream.is_open
+    sent = await lifespan_exchange(middleware, lambda: middleware.upstream.is_open)
     # Opened at startup (the first call does not pay for it), closed at shutdown.
     assert sent == ["lifespan.startup.complete:True", "lifespan.shutdown.complete:False"]
-    assert middleware.upstream._client is None
+    assert not middleware.upstream.is_open
 
 
 async def test_a_host_whose_startup_really_fails_is_not_hidden() -> None:
@@ -269,5 +268,5 @@ async def test_a_failed_host_startup_closes_what_we_opened() -> None:
     middleware = OneInboxMiddleware(
         refusing, api_key=API_KEY, agent_id=AGENT_ID, authorize=allow_anonymous
     )
-    sent = await lifespan_exchange(middleware, lambda: middleware.upstream._client is not None)
+    sent = await lifespan_exchange(middleware, lambda: middleware.upstream.is_open)
     assert sent == ["lifespan.startup.failed:False"]

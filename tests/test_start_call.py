@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from typing import Any
 
 import httpx
@@ -14,33 +12,9 @@ from oneinbox_asgi import CallRequest, Forbidden
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
 from .apps import starlette_app
-from .conftest import API_KEY
+from .support import API_KEY, START, client_for, error_code, logged_in
 
 pytestmark = pytest.mark.anyio
-
-START = "/oneinbox/start-call"
-
-
-def client_for(app: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver")
-
-
-@asynccontextmanager
-async def logged_in(
-    app: Any, user_id: str = "u1", name: str = "Ada"
-) -> AsyncIterator[httpx.AsyncClient]:
-    async with client_for(app) as client:
-        response = await client.get("/login", params={"id": user_id, "name": name})
-        assert response.status_code == 200
-        yield client
-
-
-def error_code(response: httpx.Response) -> str:
-    body = response.json()
-    assert set(body) == {"error"}
-    assert set(body["error"]) == {"code", "message"}
-    assert body["error"]["message"]
-    return str(body["error"]["code"])
 
 
 async def test_logged_in_user_gets_a_call_with_their_name(

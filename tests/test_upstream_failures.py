@@ -14,8 +14,7 @@ from oneinbox_asgi import OneInboxMiddleware, allow_anonymous
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
 from .apps import starlette_app
-from .conftest import API_KEY
-from .test_start_call import START, error_code, logged_in
+from .support import API_KEY, START, error_code, logged_in
 
 pytestmark = pytest.mark.anyio
 

@@ -1,27 +1,38 @@
 """End-call handles: what start-call gives the browser so the same caller can hang up.
 
-A handle is signed with itsdangerous under a key derived (HMAC) from the API key, so
-every replica configured with the same key verifies it with no new setting and no
-shared state. It names the call, its concurrency slot and a keyed digest of the
-caller (never the caller's id itself), and expires after ``max_call_seconds``.
+``oieh1.<payload>.<signature>``: the payload is base64url JSON naming the call, its
+agent, its concurrency slot, a keyed digest of the caller's limit key (never the id
+itself) and the instant it expires (milliseconds of the store's clock, the same
+instant the slot's lease ends); the signature is HMAC-SHA256 over the encoded payload
+under a key derived from the API key, so every replica with the same key verifies it
+with no new setting and no shared state.
+
+A handle is accepted only in exactly the form it was issued in: the signature is
+compared as text against the one canonical encoding, so padding, spare bits or
+characters outside the alphabet make it a different (refused) handle.
+
+Handles of the 0.1 format (itsdangerous) are refused like any unknown handle: during a
+rolling deploy an end-call with one answers 404, and the call's slot is freed when the
+call ends (reconciled with OneInbox) or its lease runs out.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import hmac
+import json
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from itsdangerous import BadData, URLSafeSerializer
-
-from .store import Clock
-
 MAX_HANDLE_CHARS = 2048
-#: A handle signed on a replica whose clock runs this far ahead is still accepted.
-CLOCK_SKEW_SECONDS = 60
+PREFIX = "oieh1."
 _CONTEXT = b"oneinbox-asgi end-call handle v1"
+_OWNER_CONTEXT = b"owner"
+_SIGNATURE_CHARS = 43  # 32 bytes of HMAC-SHA256 in unpadded base64url
 
 
 class HandleRefused(Exception):
@@ -34,57 +45,86 @@ class EndHandle:
     call_id: str
     agent_id: str
     slot: str | None
-    issued: int
+    #: When the handle (and the slot's lease) ends: milliseconds since the epoch.
+    expires_ms: int
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
 
 
 class HandleSigner:
-    """Issues and opens end-call handles."""
+    """Issues and opens end-call handles. ``clock``: seconds since the epoch, the store's."""
 
-    def __init__(self, api_key: str, *, max_age: float, clock: Clock) -> None:
-        self._secret = hmac.new(api_key.encode(), _CONTEXT, hashlib.sha256).digest()
-        self._serializer = URLSafeSerializer(
-            self._secret,
-            salt="oneinbox-asgi.end-call",
-            signer_kwargs={"digest_method": hashlib.sha256},
+    __slots__ = ("_owner_mac", "_sign_mac", "clock")
+
+    def __init__(self, api_key: str, *, clock: Callable[[], float]) -> None:
+        secret = hmac.new(api_key.encode(), _CONTEXT, hashlib.sha256).digest()
+        # Keyed once: each handle costs one copy of a keyed HMAC, not a key derivation.
+        self._sign_mac = hmac.new(secret, digestmod=hashlib.sha256)
+        self._owner_mac = hmac.new(
+            hmac.new(secret, _OWNER_CONTEXT, hashlib.sha256).digest(), digestmod=hashlib.sha256
         )
-        self.max_age = max_age
         self.clock = clock
 
     def __repr__(self) -> str:
-        return f"HandleSigner(max_age={self.max_age!r})"
+        return "HandleSigner()"
 
-    def owner_tag(self, caller_key: str) -> str:
-        """A keyed digest of the caller key: comparable, but not readable by the browser."""
-        digest = hmac.new(self._secret, caller_key.encode(), hashlib.sha256).hexdigest()
-        return digest[:32]
+    def owner_tag(self, limit_key: str) -> str:
+        """A keyed digest of the limit key: comparable, but not readable by the browser."""
+        mac = self._owner_mac.copy()
+        mac.update(limit_key.encode())
+        return mac.hexdigest()[:32]
 
-    def issue(self, caller_key: str, *, call_id: str, agent_id: str, slot: str | None) -> str:
-        payload = [1, self.owner_tag(caller_key), call_id, agent_id, slot, math.floor(self.clock())]
-        return str(self._serializer.dumps(payload))
+    def _signature(self, payload: str) -> str:
+        mac = self._sign_mac.copy()
+        mac.update(payload.encode("ascii"))
+        return _b64(mac.digest())
+
+    def issue(
+        self,
+        limit_key: str,
+        *,
+        call_id: str,
+        agent_id: str,
+        slot: str | None,
+        expires_ms: int,
+    ) -> str:
+        fields = [self.owner_tag(limit_key), call_id, agent_id, slot, expires_ms]
+        payload = _b64(json.dumps(fields, separators=(",", ":")).encode())
+        return f"{PREFIX}{payload}.{self._signature(payload)}"
 
     def open(self, token: Any) -> EndHandle:
-        if not isinstance(token, str) or not token or len(token) > MAX_HANDLE_CHARS:
+        if (
+            not isinstance(token, str)
+            or len(token) > MAX_HANDLE_CHARS
+            or not token.startswith(PREFIX)
+            or not token.isascii()
+        ):
             raise HandleRefused("not a handle")
+        payload, _, signature = token[len(PREFIX) :].partition(".")
+        if len(signature) != _SIGNATURE_CHARS or not hmac.compare_digest(
+            signature, self._signature(payload)
+        ):
+            raise HandleRefused("bad signature")
         try:
-            payload = self._serializer.loads(token)
-        except BadData:
-            raise HandleRefused("bad signature") from None
+            fields = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        except (ValueError, binascii.Error):  # signed by us, so only if the format changed
+            raise HandleRefused("unreadable") from None
         if not (
-            isinstance(payload, list)
-            and len(payload) == 6
-            and payload[0] == 1
-            and all(isinstance(item, str) for item in payload[1:4])
-            and (payload[4] is None or isinstance(payload[4], str))
-            and isinstance(payload[5], int)
+            isinstance(fields, list)
+            and len(fields) == 5
+            and all(isinstance(item, str) for item in fields[:3])
+            and (fields[3] is None or isinstance(fields[3], str))
+            and isinstance(fields[4], int)
         ):
             raise HandleRefused("unknown handle version")
-        _, owner, call_id, agent_id, slot, issued = payload
-        age = self.clock() - issued
-        if age >= self.max_age:  # the slot's lease is over too
+        owner, call_id, agent_id, slot, expires_ms = fields
+        if math.floor(self.clock() * 1000) >= expires_ms:  # the slot's lease is over too
             raise HandleRefused("expired")
-        if age < -CLOCK_SKEW_SECONDS:
-            raise HandleRefused("issued in the future")
-        return EndHandle(owner=owner, call_id=call_id, agent_id=agent_id, slot=slot, issued=issued)
+        return EndHandle(
+            owner=owner, call_id=call_id, agent_id=agent_id, slot=slot, expires_ms=expires_ms
+        )
 
-    def owned_by(self, handle: EndHandle, caller_key: str) -> bool:
-        return hmac.compare_digest(handle.owner, self.owner_tag(caller_key))
+    def owned_by(self, handle: EndHandle, limit_key: str) -> bool:
+        return hmac.compare_digest(handle.owner, self.owner_tag(limit_key))

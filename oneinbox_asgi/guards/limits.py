@@ -1,9 +1,10 @@
 """Per-caller limits: a sliding-window rate limit and a cap on concurrent calls.
 
-The caller's key is what ``authorize`` returned when that is an id (a str or an
-int), else the client address. Both limits live in one ``LimitStore``, so replicas
-sharing a Redis share one budget. A store that cannot answer makes start-call fail
-closed (503 ``limits_unavailable``): no limit is better not enforced than an open door.
+They are counted per *limit key*: ``id:<caller>`` when ``authorize`` returned an id
+(a str or an int), else ``ip:<client address>``. Both limits live in one
+``LimitStore``, so replicas sharing a Redis share one budget. A store that cannot
+answer raises ``StoreUnavailable`` through here, and start-call fails closed (503
+``limits_unavailable``): a limit not enforced is an open door.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Any
 import anyio
 
 from ..errors import CallError, ConfigurationError
-from .store import LimitStore, StoreUnavailable
+from ..stores.base import LimitStore, StoreUnavailable, duration_ms, now_ms
 
 logger = logging.getLogger("oneinbox_asgi")
 
@@ -76,38 +77,20 @@ class RateLimit:
         return f"{self.limit}/{self.period:g}s"
 
 
-def caller_key(caller: Any, client_ip: str | None) -> str:
+def limit_key(caller: Any, client_ip: str | None) -> str:
     """``id:<what authorize returned>`` for a str or int, else ``ip:<client address>``."""
     if isinstance(caller, str) or (isinstance(caller, int) and not isinstance(caller, bool)):
         return f"id:{caller}"
     return f"ip:{client_ip or 'unknown'}"
 
 
-def limits_unavailable(exc: StoreUnavailable) -> CallError:
-    logger.warning("limits unavailable, failing closed: %s", exc)
-    return CallError(
-        503, "limits_unavailable", "Calls are paused for a moment. Please try again shortly."
-    )
+@dataclass(frozen=True, slots=True)
+class Slot:
+    """A concurrent-call slot taken for one call (``id`` None when there is no cap)."""
 
-
-def check_max_concurrent_calls(value: int | None) -> int | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConfigurationError(
-            f"max_concurrent_calls must be a positive int or None, not {value!r}"
-        )
-    return value
-
-
-def check_max_call_seconds(value: float) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
-        raise ConfigurationError(
-            f"max_call_seconds must be a positive number of seconds, not {value!r}"
-        )
-    if not math.isfinite(value):
-        raise ConfigurationError("max_call_seconds must be finite: a slot must free itself")
-    return float(value)
+    id: str | None
+    #: When the lease ends: milliseconds of the store's clock.
+    expires_ms: int
 
 
 class Limits:
@@ -127,47 +110,43 @@ class Limits:
         self.max_call_seconds = max_call_seconds
 
     async def check_rate(self, key: str) -> None:
-        """Count one attempt; 429 ``rate_limited`` with ``Retry-After`` when over the limit."""
+        """Count one attempt; ``rate_limited`` with the seconds to wait when over the limit."""
         if self.rate is None:
             return
-        try:
-            wait = await self.store.hit(key, self.rate.limit, self.rate.period)
-        except StoreUnavailable as exc:
-            raise limits_unavailable(exc) from None
+        wait = await self.store.hit(key, self.rate.limit, self.rate.period)
         if wait > 0:
             retry_after = max(1, math.ceil(wait))
             raise CallError(
-                429,
                 "rate_limited",
                 f"Too many calls. Please try again in {retry_after} s.",
-                [("Retry-After", str(retry_after))],
+                retry_after=retry_after,
             )
 
-    async def take_slot(self, key: str) -> str | None:
-        """A new slot id (or None when there is no cap); 429 ``too_many_calls`` at the cap."""
+    async def take_slot(self, key: str) -> Slot:
+        """A slot for one call; ``too_many_calls`` at the cap. Without a cap, a slot with
+        no id whose lease (the end handle's lifetime) is ``max_call_seconds``."""
+        store = self.store
         if self.max_concurrent_calls is None:
-            return None
+            return Slot(None, now_ms(store.clock) + duration_ms(self.max_call_seconds))
         slot = secrets.token_urlsafe(12)
-        try:
-            taken = await self.store.acquire(
-                key, slot, self.max_concurrent_calls, self.max_call_seconds
-            )
-        except StoreUnavailable as exc:
-            raise limits_unavailable(exc) from None
+        taken = await store.acquire(key, slot, self.max_concurrent_calls, self.max_call_seconds)
+        if type(taken) is bool:  # a store written for 0.1: the lease ends about now + lease
+            taken = now_ms(store.clock) + duration_ms(self.max_call_seconds) if taken else 0
         if not taken:
             raise CallError(
-                429,
                 "too_many_calls",
                 "You already have the most calls allowed at once. End one to start another.",
             )
-        return slot
+        return Slot(slot, int(taken))
 
-    async def give_back(self, key: str, slot: str) -> bool:
-        """Free a slot; True if it was still held. Never raises: the lease frees it anyway."""
-        freed = False
+    async def give_back(self, key: str, slot: Slot) -> bool:
+        """Free a slot; True if it was still held. Never raises, and finishes even when the
+        request is cancelled: a slot left behind would lock its caller out for the lease."""
+        if slot.id is None:
+            return True
         with anyio.CancelScope(shield=True):
             try:
-                freed = await self.store.release(key, slot)
+                return await self.store.release(key, slot.id)
             except StoreUnavailable as exc:
                 logger.warning("slot not freed (its lease will free it): %s", exc)
-        return freed
+        return False

@@ -35,8 +35,9 @@ from litestar.handlers import ASGIRouteHandler, asgi
 from litestar.plugins import InitPluginProtocol
 from starlette.types import Message, Receive, Scope, Send  # resolved at runtime by Litestar
 
-from ..errors import ConfigurationError, not_found, send_error
+from ..errors import ConfigurationError, not_found
 from ..middleware import OneInboxMiddleware
+from ..responses import send_error
 
 if TYPE_CHECKING:
     from litestar import Litestar

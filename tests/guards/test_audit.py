@@ -11,8 +11,7 @@ import pytest
 from oneinbox_asgi import CallEvent
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
-from ..conftest import AGENT_ID, API_KEY
-from .conftest import END, START, FakeClock, broker, client_for
+from ..support import AGENT_ID, API_KEY, END, START, FakeClock, broker, client_for
 
 pytestmark = pytest.mark.anyio
 
@@ -33,7 +32,7 @@ async def test_one_line_per_start_end_denial_and_failure_and_no_secrets(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG, logger="oneinbox_asgi")
-    app = broker(upstream_client)
+    app = broker(http_client=upstream_client)
     secrets: list[str] = [API_KEY]
     async with client_for(app, "u1") as u1, client_for(app, "u2") as u2:
         started = (await u1.post(START, json={})).json()
@@ -58,14 +57,15 @@ async def test_one_line_per_start_end_denial_and_failure_and_no_secrets(
         ("call denied", "unauthorized"),
     ]
     first = lines[0]
-    assert first["caller"] == "id:u1"
+    assert first["limit_key"] == "id:u1"
     assert first["call_id"] == started["call_id"]
-    assert first["agent"] == AGENT_ID
+    assert first["agent_id"] == AGENT_ID
     assert isinstance(first["latency_ms"], float)
-    assert f"caller=id:u1 call_id={started['call_id']} agent={AGENT_ID}" in first["message"]
-    assert lines[2]["call_id"] == started["call_id"] and lines[2]["caller"] == "id:u1"
-    assert lines[3]["level"] == "WARNING" and lines[3]["caller"] == "id:u2"
-    assert lines[5]["caller"] == "ip:127.0.0.1"  # not signed in: the address is all we know
+    expected = f"limit_key=id:u1 call_id={started['call_id']} agent_id={AGENT_ID}"
+    assert expected in first["message"]
+    assert lines[2]["call_id"] == started["call_id"] and lines[2]["limit_key"] == "id:u1"
+    assert lines[3]["level"] == "WARNING" and lines[3]["limit_key"] == "id:u2"
+    assert lines[5]["limit_key"] == "ip:127.0.0.1"  # not signed in: the address is all we know
 
     logged = everything_logged(caplog)
     for secret in secrets:
@@ -78,12 +78,12 @@ async def test_hostile_ids_cannot_forge_log_fields(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, logger="oneinbox_asgi")
-    app = broker(upstream_client)
+    app = broker(http_client=upstream_client)
     async with client_for(app, "evil outcome=started\nforged") as client:
         await client.post(START, json={})
     (line,) = audit_lines(caplog)
     assert "\n" not in line["message"]
-    assert 'caller="id:evil outcome=started\\nforged"' in line["message"]
+    assert 'limit_key="id:evil outcome=started\\nforged"' in line["message"]
 
 
 async def test_hooks_hear_of_starts_and_ends(
@@ -101,7 +101,7 @@ async def test_hooks_hear_of_starts_and_ends(
     from oneinbox_asgi.guards import MemoryStore
 
     app = broker(
-        upstream_client,
+        http_client=upstream_client,
         on_call_started=started,
         on_call_ended=ended,
         store=MemoryStore(clock=clock),
@@ -112,9 +112,15 @@ async def test_hooks_hear_of_starts_and_ends(
         await client.post(END, json={"end_token": answer["end_token"]})
         await client.post(END, json={"end_token": answer["end_token"]})  # no second event
     call_id = answer["call_id"]
+    # caller is what authorize returned; the limits' key has its own name
     assert heard == [
-        ("started", CallEvent(call_id=call_id, agent_id=AGENT_ID, caller="id:u1")),
-        ("ended", CallEvent(call_id=call_id, agent_id=AGENT_ID, caller="id:u1", duration=42.0)),
+        ("started", CallEvent(call_id=call_id, agent_id=AGENT_ID, caller="u1", limit_key="id:u1")),
+        (
+            "ended",
+            CallEvent(
+                call_id=call_id, agent_id=AGENT_ID, caller="u1", duration=42.0, limit_key="id:u1"
+            ),
+        ),
     ]
 
 
@@ -124,7 +130,7 @@ async def test_a_broken_hook_is_logged_and_the_call_goes_on(
     async def broken(event: CallEvent) -> None:
         raise RuntimeError("metrics backend down")
 
-    app = broker(upstream_client, on_call_started=broken, on_call_ended=broken)
+    app = broker(http_client=upstream_client, on_call_started=broken, on_call_ended=broken)
     async with client_for(app, "u1") as client:
         started = await client.post(START, json={})
         ended = await client.post(END, json={"end_token": started.json()["end_token"]})
@@ -143,14 +149,14 @@ async def test_a_cross_site_refusal_is_logged_with_the_address(
         seen_bodies.append(dict(request.body))
         return "u1"
 
-    app = broker(upstream_client, authorize=authorize)
+    app = broker(http_client=upstream_client, authorize=authorize)
     async with client_for(app, client=("192.0.2.9", 4000)) as client:
         token = (await client.post(START, json={})).json()["end_token"]
         refused = await client.post(START, json={}, headers={"Sec-Fetch-Site": "cross-site"})
         await client.post(END, json={"end_token": token})
     assert refused.status_code == 403
     lines = audit_lines(caplog)
-    assert [(line["outcome"], line["caller"]) for line in lines] == [
+    assert [(line["outcome"], line["limit_key"]) for line in lines] == [
         ("started", "id:u1"),
         ("cross_site", "ip:192.0.2.9"),
         ("ended", "id:u1"),

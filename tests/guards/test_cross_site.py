@@ -10,7 +10,7 @@ from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.guards.cross_site import CrossSiteGuard
 
 from ..apps import starlette_app
-from .conftest import END, START, code_of, construct
+from ..support import END, START, broker, error_code
 
 pytestmark = pytest.mark.anyio
 
@@ -74,7 +74,7 @@ async def test_start_call_matrix(
         response = await client.post(START, json={}, headers=headers_for(fetch_site, origin))
     assert response.status_code == expected, response.text
     if expected == FAIL:
-        assert code_of(response) == "cross_site"
+        assert error_code(response) == "cross_site"
         assert oneinbox.received == []  # nothing went upstream
     else:
         assert len(oneinbox.received) == 1
@@ -103,7 +103,7 @@ async def test_end_call_matrix(
     stops = [r for r in oneinbox.received if r.path.endswith("/stop")]
     if expected == FAIL:
         assert response.status_code == 403, response.text
-        assert code_of(response) == "cross_site"
+        assert error_code(response) == "cross_site"
         assert stops == []
     else:
         assert response.status_code == 200, response.text
@@ -133,9 +133,9 @@ async def test_a_forged_form_post_is_refused_either_way(
         no_headers = await client.post(
             START, content=b"agent=x", headers={"Content-Type": "text/plain"}
         )
-    assert modern.status_code == 403 and code_of(modern) == "cross_site"
-    assert old.status_code == 403 and code_of(old) == "cross_site"
-    assert no_headers.status_code == 415 and code_of(no_headers) == "unsupported_media_type"
+    assert modern.status_code == 403 and error_code(modern) == "cross_site"
+    assert old.status_code == 403 and error_code(old) == "cross_site"
+    assert no_headers.status_code == 415 and error_code(no_headers) == "unsupported_media_type"
     assert oneinbox.received == []
 
 
@@ -165,9 +165,9 @@ def test_first_header_value_wins() -> None:
 )
 def test_trusted_origins_must_be_bare_origins(origin: str) -> None:
     with pytest.raises(ConfigurationError, match="trusted_origins"):
-        construct(trusted_origins=[origin])
+        broker(trusted_origins=[origin])
 
 
 def test_trusted_origins_is_not_a_single_string() -> None:
     with pytest.raises(ConfigurationError, match="trusted_origins"):
-        construct(trusted_origins="https://partner.example")
+        broker(trusted_origins="https://partner.example")

@@ -10,12 +10,14 @@ import httpx
 import pytest
 
 from oneinbox_asgi import CallRequest, ConfigurationError, allow_anonymous
+from oneinbox_asgi.client_address import ClientAddress
+from oneinbox_asgi.config import Settings
 from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.guards import MemoryStore, RateLimit
-from oneinbox_asgi.guards.client import ClientAddress
-from oneinbox_asgi.guards.limits import caller_key
+from oneinbox_asgi.guards.limits import limit_key
 
-from .conftest import END, START, FakeClock, StoreFactory, broker, client_for, code_of, construct
+from ..support import END, START, FakeClock, broker, client_for, error_code, options
+from .conftest import StoreFactory
 
 pytestmark = pytest.mark.anyio
 
@@ -29,7 +31,9 @@ async def test_rate_limit_then_retry_after_then_passes_again(
 ) -> None:
     clock = FakeClock()
     store = make_store(clock=clock)
-    app = broker(upstream_client, rate_limit="3/minute", max_concurrent_calls=None, store=store)
+    app = broker(
+        http_client=upstream_client, rate_limit="3/minute", max_concurrent_calls=None, store=store
+    )
     async with client_for(app, "u1") as client:
         for _ in range(3):
             assert (await client.post(START, json={})).status_code == 201
@@ -37,7 +41,7 @@ async def test_rate_limit_then_retry_after_then_passes_again(
         clock.advance(-1)  # the three calls were at t, t+1, t+2; now is t+2
         over = await client.post(START, json={})
         assert over.status_code == 429
-        assert code_of(over) == "rate_limited"
+        assert error_code(over) == "rate_limited"
         assert over.headers["retry-after"] == "58"  # t's attempt leaves the window at t+60
         clock.advance(57.5)
         still = await client.post(START, json={})
@@ -56,7 +60,9 @@ async def test_default_rate_limit_is_five_a_minute(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
 ) -> None:
     clock = FakeClock()
-    app = broker(upstream_client, max_concurrent_calls=None, store=MemoryStore(clock=clock))
+    app = broker(
+        http_client=upstream_client, max_concurrent_calls=None, store=MemoryStore(clock=clock)
+    )
     async with client_for(app, "u1") as client:
         statuses = [(await client.post(START, json={})).status_code for _ in range(6)]
         assert statuses == [201] * 5 + [429]
@@ -67,12 +73,12 @@ async def test_default_rate_limit_is_five_a_minute(
 async def test_default_cap_is_one_call_at_a_time(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
 ) -> None:
-    app = broker(upstream_client)
+    app = broker(http_client=upstream_client)
     async with client_for(app, "u1") as client:
         first = await client.post(START, json={})
         second = await client.post(START, json={})
     assert first.status_code == 201
-    assert second.status_code == 429 and code_of(second) == "too_many_calls"
+    assert second.status_code == 429 and error_code(second) == "too_many_calls"
     assert "retry-after" not in second.headers
     assert creates(oneinbox) == 1
 
@@ -81,14 +87,16 @@ async def test_100_concurrent_start_calls_with_cap_2_exactly_2_succeed(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, make_store: StoreFactory
 ) -> None:
     oneinbox.misbehave(delay=0.05)  # every create takes a while, so all 100 overlap
-    app = broker(upstream_client, rate_limit=None, max_concurrent_calls=2, store=make_store())
+    app = broker(
+        http_client=upstream_client, rate_limit=None, max_concurrent_calls=2, store=make_store()
+    )
     results: list[tuple[int, str]] = []
 
     async with client_for(app, "same-user") as client:
 
         async def one() -> None:
             response = await client.post(START, json={})
-            code = "created" if response.status_code == 201 else code_of(response)
+            code = "created" if response.status_code == 201 else error_code(response)
             results.append((response.status_code, code))
 
         with anyio.fail_after(20):
@@ -104,11 +112,11 @@ async def test_100_concurrent_start_calls_with_cap_2_exactly_2_succeed(
 async def test_a_failed_upstream_call_gives_the_slot_back(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, make_store: StoreFactory
 ) -> None:
-    app = broker(upstream_client, rate_limit=None, store=make_store())
+    app = broker(http_client=upstream_client, rate_limit=None, store=make_store())
     oneinbox.misbehave(status=500, times=1)
     async with client_for(app, "u1") as client:
         failed = await client.post(START, json={})
-        assert failed.status_code == 502 and code_of(failed) == "upstream_error"
+        assert failed.status_code == 502 and error_code(failed) == "upstream_error"
         assert (await client.post(START, json={})).status_code == 201
         assert (await client.post(START, json={})).status_code == 429
 
@@ -125,7 +133,7 @@ async def test_a_failing_hook_before_the_upstream_call_holds_no_slot(
             raise RuntimeError("database down")
         return {}
 
-    app = broker(upstream_client, variables=flaky_variables)
+    app = broker(http_client=upstream_client, variables=flaky_variables)
     async with client_for(app, "u1") as client:
         assert (await client.post(START, json={})).status_code == 500
         assert (await client.post(START, json={})).status_code == 201
@@ -134,7 +142,7 @@ async def test_a_failing_hook_before_the_upstream_call_holds_no_slot(
 async def test_hang_up_frees_the_slot(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, make_store: StoreFactory
 ) -> None:
-    app = broker(upstream_client, rate_limit=None, store=make_store())
+    app = broker(http_client=upstream_client, rate_limit=None, store=make_store())
     async with client_for(app, "u1") as client:
         first = await client.post(START, json={})
         assert (await client.post(START, json={})).status_code == 429
@@ -148,7 +156,10 @@ async def test_a_lease_expires_on_its_own(
 ) -> None:
     clock = FakeClock()
     app = broker(
-        upstream_client, rate_limit=None, max_call_seconds=900, store=make_store(clock=clock)
+        http_client=upstream_client,
+        rate_limit=None,
+        max_call_seconds=900,
+        store=make_store(clock=clock),
     )
     async with client_for(app, "u1") as client:
         first = await client.post(START, json={})
@@ -158,7 +169,7 @@ async def test_a_lease_expires_on_its_own(
         clock.advance(1)
         assert (await client.post(START, json={})).status_code == 201  # the tab was closed
         late = await client.post(END, json={"end_token": first.json()["end_token"]})
-        assert late.status_code == 404 and code_of(late) == "not_found"  # its handle expired too
+        assert late.status_code == 404 and error_code(late) == "not_found"  # its handle expired too
 
 
 async def test_callers_are_keyed_by_id_else_by_address(
@@ -167,7 +178,7 @@ async def test_callers_are_keyed_by_id_else_by_address(
     def yes(request: CallRequest) -> bool:
         return True  # no id: the limit falls back to the client address
 
-    by_address = broker(upstream_client, authorize=yes, trusted_proxies=["127.0.0.1"])
+    by_address = broker(http_client=upstream_client, authorize=yes, trusted_proxies=["127.0.0.1"])
     async with client_for(by_address) as client:
 
         async def start(forwarded: str | None) -> int:
@@ -179,7 +190,7 @@ async def test_callers_are_keyed_by_id_else_by_address(
         assert await start("198.51.100.1, 203.0.113.8") == 201  # the proxy saw .8
         assert await start(None) == 201  # the proxy itself
 
-    untrusted = broker(upstream_client, authorize=yes)
+    untrusted = broker(http_client=upstream_client, authorize=yes)
     async with client_for(untrusted) as client:
         first = await client.post(START, json={}, headers={"X-Forwarded-For": "203.0.113.7"})
         spoofed = await client.post(START, json={}, headers={"X-Forwarded-For": "203.0.113.9"})
@@ -190,7 +201,9 @@ async def test_callers_are_keyed_by_id_else_by_address(
 async def test_allow_anonymous_sees_the_forwarded_address(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
 ) -> None:
-    app = broker(upstream_client, authorize=allow_anonymous, trusted_proxies=["10.0.0.0/8"])
+    app = broker(
+        http_client=upstream_client, authorize=allow_anonymous, trusted_proxies=["10.0.0.0/8"]
+    )
     async with client_for(app, client=("10.1.2.3", 5000)) as client:
         response = await client.post(START, json={}, headers={"X-Forwarded-For": "192.0.2.44"})
     assert response.status_code == 201
@@ -217,14 +230,15 @@ def test_client_address(peer: str, forwarded: str, trusted: list[str], expected:
         "client": (peer, 1234),
         "headers": [(b"x-forwarded-for", forwarded.encode())] if forwarded else [],
     }
-    assert ClientAddress(trusted).of(scope) == expected
+    networks = Settings.from_options(**options(trusted_proxies=trusted)).trusted_proxies
+    assert ClientAddress(networks).of(scope) == expected
 
 
-def test_caller_keys() -> None:
-    assert caller_key("u1", "1.2.3.4") == "id:u1"
-    assert caller_key(42, "1.2.3.4") == "id:42"
-    assert caller_key(True, "1.2.3.4") == "ip:1.2.3.4"
-    assert caller_key({"id": 1}, None) == "ip:unknown"
+def test_limit_keys() -> None:
+    assert limit_key("u1", "1.2.3.4") == "id:u1"
+    assert limit_key(42, "1.2.3.4") == "id:42"
+    assert limit_key(True, "1.2.3.4") == "ip:1.2.3.4"
+    assert limit_key({"id": 1}, None) == "ip:unknown"
 
 
 @pytest.mark.parametrize(
@@ -268,9 +282,9 @@ BAD_OPTIONS: list[tuple[str, Any]] = [
 @pytest.mark.parametrize(("option", "value"), BAD_OPTIONS)
 def test_each_option_is_checked_at_construction(option: str, value: Any) -> None:
     with pytest.raises(ConfigurationError, match=option):
-        construct(**{option: value})
+        broker(**{option: value})
 
 
 def test_limits_can_be_switched_off() -> None:
-    middleware = construct(rate_limit=None, max_concurrent_calls=None)
+    middleware = broker(rate_limit=None, max_concurrent_calls=None)
     assert isinstance(middleware.store, MemoryStore)

@@ -11,8 +11,9 @@ import pytest
 
 from oneinbox_asgi.guards import LimitStore, MemoryStore
 
+from ..support import FakeClock
 from . import redis_server
-from .conftest import FakeClock, StoreFactory
+from .conftest import StoreFactory
 
 pytestmark = pytest.mark.anyio
 

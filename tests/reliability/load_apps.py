@@ -11,13 +11,12 @@ from starlette.applications import Starlette
 from oneinbox_asgi import OneInboxMiddleware, allow_anonymous
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
-from ..conftest import API_KEY
-from .test_upstream_faults import unlimited
+from ..support import API_KEY, UNLIMITED
 
 upstream = EmulatorAPI(api_keys=[API_KEY])
 
 
 def broker() -> OneInboxMiddleware:
     return OneInboxMiddleware(
-        Starlette(), api_key=API_KEY, agent_id="agt_demo", authorize=allow_anonymous, **unlimited()
+        Starlette(), api_key=API_KEY, agent_id="agt_demo", authorize=allow_anonymous, **UNLIMITED
     )

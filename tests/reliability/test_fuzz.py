@@ -19,8 +19,7 @@ from starlette.routing import Route
 from oneinbox_asgi import CallRequest, OneInboxMiddleware
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
-from ..conftest import API_KEY
-from .test_upstream_faults import unlimited
+from ..support import API_KEY, UNLIMITED
 
 pytestmark = pytest.mark.anyio
 
@@ -114,7 +113,7 @@ def build() -> tuple[OneInboxMiddleware, EmulatorAPI]:
         client_variables=["topic", "1"],
         authorize=authorize,
         http_client=httpx.AsyncClient(transport=httpx.ASGITransport(app=upstream)),
-        **unlimited(),
+        **UNLIMITED,
     )
     return middleware, upstream
 

@@ -15,8 +15,7 @@ from oneinbox_asgi import CallRequest
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
 from ..apps import starlette_app
-from ..conftest import API_KEY
-from ..test_start_call import START, logged_in
+from ..support import API_KEY, START, logged_in
 
 pytestmark = pytest.mark.anyio
 

@@ -7,7 +7,6 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import httpx
 import pytest
@@ -15,13 +14,12 @@ from starlette.applications import Starlette
 
 from oneinbox_asgi import OneInboxMiddleware, allow_anonymous
 
-from ..conftest import API_KEY
+from ..support import API_KEY, START, UNLIMITED
 from .faulty_upstream import FaultyUpstream, faulty_upstream
 
 pytestmark = pytest.mark.anyio
 
 TIMEOUT = 1.0
-START = "/oneinbox/start-call"
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +41,7 @@ async def broker(
         authorize=allow_anonymous,
         base_url=url,
         timeout=TIMEOUT,
-        **unlimited(),
+        **UNLIMITED,
     )
     transport = httpx.ASGITransport(app=middleware)
     try:
@@ -51,17 +49,6 @@ async def broker(
             yield fake, client, middleware
     finally:
         await middleware.aclose()
-
-
-def unlimited() -> dict[str, Any]:
-    """Switch the per-caller limits off where the middleware has them: this is about faults."""
-    names = OneInboxMiddleware.__init__.__code__.co_varnames
-    options: dict[str, Any] = {}
-    if "rate_limit" in names:
-        options["rate_limit"] = None
-    if "max_concurrent_calls" in names:
-        options["max_concurrent_calls"] = None
-    return options
 
 
 FAULTS = [
@@ -116,7 +103,7 @@ async def test_refused_connections_map_to_503_promptly(closed_port: int) -> None
         authorize=allow_anonymous,
         base_url=f"http://127.0.0.1:{closed_port}",
         timeout=TIMEOUT,
-        **unlimited(),
+        **UNLIMITED,
     )
     try:
         async with httpx.AsyncClient(

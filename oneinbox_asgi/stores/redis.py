@@ -14,7 +14,6 @@ replicas need synchronised clocks (NTP), as any skew shifts their windows by as 
 from __future__ import annotations
 
 import hashlib
-import math
 import secrets
 import time
 from typing import TYPE_CHECKING, Any
@@ -22,8 +21,9 @@ from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
+from ..checks import positive_seconds
 from ..errors import ConfigurationError
-from .store import Clock, StoreUnavailable
+from .base import Clock, StoreUnavailable, duration_ms, now_ms
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -50,14 +50,16 @@ return 0
 """
 
 # KEYS[1]: the caller's slots. ARGV: now_ms, cap, slot, expires_ms, lease_ms.
-# Idempotent: taking a slot already held answers 1, so a retried call cannot leak one.
+# Answers the lease's end (ms), or 0 at the cap. Idempotent: taking a slot already held
+# answers its lease's end, so a retried call cannot leak one.
 ACQUIRE = """
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[1])
-if redis.call('ZSCORE', KEYS[1], ARGV[3]) then return 1 end
+local held = redis.call('ZSCORE', KEYS[1], ARGV[3])
+if held then return tonumber(held) end
 if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
 redis.call('ZADD', KEYS[1], ARGV[4], ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
-return 1
+return tonumber(ARGV[4])
 """
 
 # KEYS[1]: the caller's slots. ARGV: slot, now_ms. Answers 1 if it was held and unexpired.
@@ -107,11 +109,9 @@ class RedisStore:
                 "store is a Redis URL but redis-py is not installed: "
                 "pip install 'oneinbox-asgi[redis]'"
             ) from None
-        if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-            raise ConfigurationError(f"RedisStore timeout must be positive, not {timeout!r}")
         self.clock = clock
         self.url = redacted(url)
-        self.timeout = float(timeout)
+        self.timeout = positive_seconds("RedisStore timeout", timeout)
         self.key_prefix = key_prefix
         try:
             pool = BlockingConnectionPool.from_url(
@@ -141,9 +141,6 @@ class RedisStore:
             key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
         return f"{self.key_prefix}{kind}:{key}"
 
-    def _now_ms(self) -> int:
-        return math.floor(self.clock() * 1000)
-
     async def _run(self, script: AsyncScript, key: str, *args: str | int) -> int:
         try:
             with anyio.fail_after(self.timeout):
@@ -164,24 +161,24 @@ class RedisStore:
         return int(result)
 
     async def hit(self, key: str, limit: int, period: float) -> float:
-        now = self._now_ms()
-        period_ms = max(math.ceil(period * 1000), 1)
+        now = now_ms(self.clock)
+        period_ms = duration_ms(period)
         member = secrets.token_hex(8)
         wait_ms = await self._run(
             self._hit, self._key("rate", key), now, now - period_ms, limit, member, period_ms
         )
         return wait_ms / 1000
 
-    async def acquire(self, key: str, slot: str, cap: int, lease: float) -> bool:
-        now = self._now_ms()
-        lease_ms = max(math.ceil(lease * 1000), 1)
-        taken = await self._run(
+    async def acquire(self, key: str, slot: str, cap: int, lease: float) -> int:
+        now = now_ms(self.clock)
+        lease_ms = duration_ms(lease)
+        return await self._run(
             self._acquire, self._key("slots", key), now, cap, slot, now + lease_ms, lease_ms
         )
-        return taken == 1
 
     async def release(self, key: str, slot: str) -> bool:
-        return await self._run(self._release, self._key("slots", key), slot, self._now_ms()) == 1
+        released = await self._run(self._release, self._key("slots", key), slot, now_ms(self.clock))
+        return released == 1
 
     async def aclose(self) -> None:
         await self._redis.aclose()

@@ -7,11 +7,12 @@ stays proportional to the callers active in the last window.
 
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections import deque
 
-from .store import Clock
+from .base import Clock, duration_ms, now_ms
 
 SWEEP_EVERY_SECONDS = 60.0
 
@@ -27,7 +28,7 @@ class MemoryStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._hits: dict[str, tuple[float, deque[float]]] = {}  # key -> (period, times)
-        self._slots: dict[str, dict[str, float]] = {}  # key -> slot -> expires at
+        self._slots: dict[str, dict[str, int]] = {}  # key -> slot -> lease end (ms)
         self._next_sweep = clock() + SWEEP_EVERY_SECONDS
 
     def __repr__(self) -> str:
@@ -48,22 +49,23 @@ class MemoryStore:
             times.append(now)
             return 0.0
 
-    async def acquire(self, key: str, slot: str, cap: int, lease: float) -> bool:
+    async def acquire(self, key: str, slot: str, cap: int, lease: float) -> int:
         with self._lock:
             now = self.clock()
             self._sweep(now)
+            current = math.floor(now * 1000)
             slots = self._slots.setdefault(key, {})
             for taken, expires in list(slots.items()):
-                if expires <= now:
+                if expires <= current:
                     del slots[taken]
             if len(slots) >= cap:
-                return False
-            slots[slot] = now + lease
-            return True
+                return 0
+            expires = slots[slot] = current + duration_ms(lease)
+            return expires
 
     async def release(self, key: str, slot: str) -> bool:
         with self._lock:
-            now = self.clock()
+            now = now_ms(self.clock)
             slots = self._slots.get(key)
             if slots is None:
                 return False
@@ -85,6 +87,7 @@ class MemoryStore:
         for key, (period, times) in list(self._hits.items()):
             if not times or times[-1] <= now - period:
                 del self._hits[key]
+        current = math.floor(now * 1000)
         for key, slots in list(self._slots.items()):
-            if all(expires <= now for expires in slots.values()):
+            if all(expires <= current for expires in slots.values()):
                 del self._slots[key]

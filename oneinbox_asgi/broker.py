@@ -1,0 +1,55 @@
+"""The broker's working parts, built once from the checked ``Settings``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .client_address import ClientAddress
+from .config import Settings
+from .guards.cross_site import CrossSiteGuard
+from .guards.handles import HandleSigner
+from .guards.limits import Limits
+from .upstream import OneInboxClient
+
+
+@dataclass(frozen=True, slots=True)
+class Broker:
+    """What both routes use: the options, OneInbox, and the guards in front of it."""
+
+    settings: Settings
+    upstream: OneInboxClient
+    cross_site: CrossSiteGuard
+    client_address: ClientAddress
+    limits: Limits
+    handles: HandleSigner
+
+    @classmethod
+    def build(cls, settings: Settings) -> Broker:
+        store = settings.store
+        return cls(
+            settings=settings,
+            upstream=OneInboxClient(
+                api_key=settings.api_key,
+                base_url=settings.base_url,
+                timeout=settings.timeout,
+                transport=settings.transport,
+            ),
+            cross_site=CrossSiteGuard(settings.trusted_origins),
+            client_address=ClientAddress(settings.trusted_proxies),
+            limits=Limits(
+                store,
+                rate=settings.rate,
+                max_concurrent_calls=settings.max_concurrent_calls,
+                max_call_seconds=settings.max_call_seconds,
+            ),
+            # The store's clock: a handle ends when its slot's lease does.
+            handles=HandleSigner(settings.api_key, clock=store.clock),
+        )
+
+    async def aclose(self) -> None:
+        """Close what the broker made: its own upstream transport and store."""
+        try:
+            await self.upstream.aclose()
+        finally:
+            if self.settings.owns_store:
+                await self.settings.store.aclose()

@@ -1,0 +1,141 @@
+"""What the routes accept from the browser, and what they send to OneInbox from the hooks.
+
+The browser's body is strict JSON: one object, no duplicate keys, no NaN or Infinity
+(``1e999`` too: it would become infinity), only the route's own fields. Client
+variables are allowed by name, as strings or finite numbers. Hook values are turned
+into JSON here (a UUID, a date, a Decimal become strings), so that what goes
+upstream is always valid JSON and a hook returning something else is named.
+"""
+
+from __future__ import annotations
+
+import datetime
+import decimal
+import json
+import math
+import uuid
+from collections.abc import Collection, Mapping
+from typing import Any
+
+from .errors import bad_request
+
+MAX_BODY_BYTES = 16 * 1024
+MAX_CLIENT_VARIABLE_CHARS = 500
+START_FIELDS = frozenset({"agent", "variables"})
+END_FIELDS = frozenset({"end_token"})
+#: Nesting of a hook's value sent upstream; deeper is a mistake, not data.
+MAX_HOOK_DEPTH = 32
+
+
+def parse_body(raw: bytes, fields: Collection[str]) -> dict[str, Any]:
+    """The browser's JSON object with only ``fields``; an empty body means ``{}``."""
+    if not raw.strip():
+        return {}
+    try:
+        payload = json.loads(
+            raw.decode("utf-8"),
+            object_pairs_hook=_no_duplicate_keys,
+            parse_constant=_no_constants,
+            parse_float=_finite_float,
+        )
+    except UnicodeDecodeError:
+        raise bad_request("The body is not valid UTF-8.") from None
+    except (ValueError, RecursionError) as exc:
+        raise bad_request(f"The body is not valid JSON: {exc}") from None
+    if not isinstance(payload, dict):
+        raise bad_request("The body must be a JSON object.")
+    unknown = sorted(set(payload) - set(fields))
+    if unknown:
+        raise bad_request(f"Unknown field: {unknown[0][:40]!r}.")
+    return payload
+
+
+def _no_constants(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"the number {text[:40]} is out of range")
+    return value
+
+
+def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    result: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in result:
+            raise ValueError(f"duplicate key {key[:40]!r}")
+        result[key] = value
+    return result
+
+
+def pick_agent(default: str | None, agents: Mapping[str, str], name: Any) -> str:
+    """OneInbox's agent id for the agent name the browser asked for (None: the default)."""
+    if name is None:
+        if default is None:
+            raise bad_request(f"Choose an agent: {', '.join(sorted(agents))}.")
+        return default
+    if not isinstance(name, str):
+        raise bad_request("`agent` must be a string.")
+    agent_id = agents.get(name)
+    if agent_id is None:
+        raise bad_request(f"Unknown agent {name[:40]!r}.")
+    return agent_id
+
+
+def browser_variables(allowed: Collection[str], value: Any) -> dict[str, Any]:
+    """The variables the browser sent, each allowed by name, type and length."""
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise bad_request("`variables` must be a JSON object.")
+    for name, item in value.items():
+        if name not in allowed:
+            raise bad_request(f"Variable {name[:40]!r} may not be set here.")
+        # A JSON true is a Python bool, which is an int: refused by name.
+        if isinstance(item, bool) or not isinstance(item, str | int | float):
+            raise bad_request(f"Variable {name[:40]!r} must be a string or a number.")
+        if isinstance(item, str) and len(item) > MAX_CLIENT_VARIABLE_CHARS:
+            raise bad_request(
+                f"Variable {name[:40]!r} is longer than {MAX_CLIENT_VARIABLE_CHARS} characters."
+            )
+    return value
+
+
+class HookValueError(TypeError):
+    """A hook returned something that is not a dict of JSON values; the message says where."""
+
+
+def hook_mapping(name: str, value: Any) -> dict[str, Any]:
+    """A ``variables`` / ``metadata`` hook's result as a dict of JSON values."""
+    if value is None:
+        return {}
+    if not isinstance(value, Mapping):
+        raise HookValueError(f"the {name} hook must return a dict, not {type(value).__name__}")
+    return {str(key): _json_value(f"{name}[{key!r}]", item, 0) for key, item in value.items()}
+
+
+def _json_value(where: str, value: Any, depth: int) -> Any:
+    if value is None or isinstance(value, str | bool | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise HookValueError(f"{where} is {value}, which JSON cannot carry")
+        return value
+    if isinstance(value, uuid.UUID | decimal.Decimal):
+        if isinstance(value, decimal.Decimal) and not value.is_finite():
+            raise HookValueError(f"{where} is {value}, which JSON cannot carry")
+        return str(value)
+    if isinstance(value, datetime.date | datetime.time):  # datetime is a date
+        return value.isoformat()
+    if depth >= MAX_HOOK_DEPTH:
+        raise HookValueError(f"{where} is nested more than {MAX_HOOK_DEPTH} levels deep")
+    if isinstance(value, Mapping):
+        return {
+            str(key): _json_value(f"{where}[{key!r}]", item, depth + 1)
+            for key, item in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_json_value(f"{where}[{i}]", item, depth + 1) for i, item in enumerate(value)]
+    raise HookValueError(f"{where} is a {type(value).__name__}, which JSON cannot carry")

@@ -1,0 +1,43 @@
+"""Writing the broker's JSON answers: successes and the contract's error shape.
+
+``{"error": {"code": "<stable_snake_case>", "message": "<for a person>"}}``; every answer
+is ``no-store`` (it may carry a token) and ``nosniff``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+
+from starlette.types import Send
+
+from .errors import CallError
+
+
+def json_body(payload: object) -> bytes:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+async def send_json(
+    send: Send,
+    status: int,
+    payload: object,
+    headers: Iterable[tuple[str, str]] = (),
+    *,
+    head_only: bool = False,
+) -> None:
+    body = json_body(payload)
+    raw_headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        (b"cache-control", b"no-store"),
+        (b"x-content-type-options", b"nosniff"),
+    ]
+    raw_headers += [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers]
+    await send({"type": "http.response.start", "status": status, "headers": raw_headers})
+    await send({"type": "http.response.body", "body": b"" if head_only else body})
+
+
+async def send_error(send: Send, error: CallError, *, head_only: bool = False) -> None:
+    payload = {"error": {"code": error.code, "message": error.message}}
+    await send_json(send, error.status, payload, error.headers, head_only=head_only)

@@ -1,0 +1,101 @@
+"""What both routes share: the checks in front, the session, and the ``authorize`` hook."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from starlette.requests import cookie_parser
+from starlette.types import Scope
+
+from ..asgi import is_json
+from ..broker import Broker
+from ..context import CallRequest, Forbidden
+from ..errors import CallError, method_not_allowed
+from ..hooks import hook_failed, run_hook
+
+logger = logging.getLogger("oneinbox_asgi")
+
+
+class MissingSession(Mapping[str, Any]):
+    """The empty session of a middleware with no session set up.
+
+    Its first read logs why: that is usually middleware order, and otherwise shows
+    only as a 401. Hooks that never read the session (``allow_anonymous``) log nothing.
+    """
+
+    def __init__(self) -> None:
+        self._warned = False
+
+    def _warn(self) -> None:
+        if not self._warned:
+            self._warned = True
+            logger.warning(
+                "no session: scope['session'] is not set (is the framework's session "
+                "middleware outside OneInboxMiddleware?) and no session= reader is "
+                "configured; hooks see an empty session"
+            )
+
+    def __getitem__(self, key: str) -> Any:
+        self._warn()
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        self._warn()
+        return iter(())
+
+    def __len__(self) -> int:
+        self._warn()
+        return 0
+
+
+class Route:
+    """A POST route of the broker."""
+
+    def __init__(self, broker: Broker) -> None:
+        self.broker = broker
+        self.settings = broker.settings
+        self._missing_session = MissingSession()
+
+    def check_post(self, scope: Scope) -> None:
+        """Method, cross-site and JSON-only: together they stop a forged form post."""
+        if scope["method"] != "POST":
+            raise method_not_allowed(["POST"])
+        self.broker.cross_site.check(scope)
+        if not is_json(scope):
+            raise CallError("unsupported_media_type", "Send the request as application/json.")
+
+    async def session(self, scope: Scope) -> Mapping[str, Any]:
+        if "session" in scope:
+            session: Mapping[str, Any] = scope["session"]
+            return session
+        reader = self.settings.session
+        if reader is None:
+            return self._missing_session
+        # HTTP/2 may split cookies over several headers; join them as one cookie string.
+        cookies = "; ".join(
+            value.decode("latin-1") for key, value in scope["headers"] if key == b"cookie"
+        )
+        return await reader.read(cookie_parser(cookies))
+
+    async def identify(
+        self, scope: Scope, client_ip: str | None, body: Mapping[str, Any], agent: str | None
+    ) -> CallRequest:
+        """Run ``authorize``; the request as the later hooks see it (``caller`` set)."""
+        request = CallRequest(
+            scope,
+            session=await self.session(scope),
+            client_ip=client_ip,
+            body=body,
+            agent=agent,
+        )
+        try:
+            caller = await run_hook(self.settings.authorize, request)
+        except Forbidden as exc:
+            raise CallError("forbidden", exc.message) from None
+        except Exception as exc:
+            raise hook_failed("authorize") from exc
+        if not caller:
+            raise CallError("unauthorized", "Please sign in to start a call.")
+        return request.identified(caller)

@@ -1,0 +1,96 @@
+"""``POST {prefix}/end-call`` with ``{"end_token": …}``: hang up a call the caller started.
+
+method → cross-site → JSON → bounded body → handle → session → authorize → owner →
+OneInbox stop → free the slot → on_call_ended (once) → 200.
+
+Idempotent: OneInbox's stop is a no-op on an ended call, and a freed slot stays freed.
+"""
+
+from __future__ import annotations
+
+import time
+
+from starlette.types import Receive, Scope, Send
+
+from .. import audit
+from ..asgi import read_body
+from ..context import CallEvent
+from ..contract import DOMAIN_ERRORS, as_call_error
+from ..errors import CallError, bad_request
+from ..guards.handles import EndHandle
+from ..guards.limits import Slot, limit_key
+from ..hooks import run_event_hook
+from ..payload import END_FIELDS, MAX_BODY_BYTES, parse_body
+from ..responses import send_error, send_json
+from ..upstream import UpstreamError
+from .common import Route
+
+
+class EndCall(Route):
+    """Stops the caller's own call at OneInbox and frees its slot."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        key: str | None = None
+        handle: EndHandle | None = None
+        try:
+            client_ip = self.broker.client_address.of(scope)  # trusted_proxies applied
+            key = limit_key(None, client_ip)  # until authorize says who it is
+            self.check_post(scope)
+            body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES), END_FIELDS)
+            token = body.get("end_token")
+            if not isinstance(token, str):
+                raise bad_request("Send the end_token that start-call returned.")
+            handle = self.broker.handles.open(token)
+            # authorize is not shown the handle: hooks may log their request.
+            request = await self.identify(scope, client_ip, {}, None)
+            key = limit_key(request.caller, client_ip)
+            if not self.broker.handles.owned_by(handle, key):
+                raise CallError("forbidden", "Only the person who started a call may end it.")
+            outcome = await self.end(handle, request.caller, key)
+        except (CallError, *DOMAIN_ERRORS) as exc:
+            error = as_call_error(exc)
+            event = "end failed" if isinstance(exc, UpstreamError) else "end denied"
+            audit.refused(
+                event,
+                error,
+                started=started,
+                limit_key=key,
+                agent_id=handle.agent_id if handle else None,
+                call_id=handle.call_id if handle else None,
+            )
+            await send_error(send, error)
+            return
+        audit.record(
+            "ended",
+            outcome,
+            started=started,
+            limit_key=key,
+            agent_id=handle.agent_id,
+            call_id=handle.call_id,
+        )
+        await send_json(send, 200, {"ended": True})
+
+    async def end(self, handle: EndHandle, caller: object, key: str) -> str:
+        """Stop the call and free its slot; ``ended``, or ``already_ended`` when it was."""
+        broker = self.broker
+        await broker.upstream.stop_call(handle.call_id)
+        if handle.slot is not None:
+            first = await broker.limits.give_back(key, Slot(handle.slot, handle.expires_ms))
+            if not first:
+                return "already_ended"
+        lease_ms = round(self.settings.max_call_seconds * 1000)
+        ended_ms = broker.handles.clock() * 1000
+        duration = max(0.0, (ended_ms - (handle.expires_ms - lease_ms)) / 1000)
+        await run_event_hook(
+            "on_call_ended",
+            self.settings.on_call_ended,
+            CallEvent(
+                call_id=handle.call_id,
+                agent_id=handle.agent_id,
+                caller=caller,
+                duration=duration,
+                limit_key=key,
+            ),
+        )
+        return "ended"

@@ -1,0 +1,129 @@
+"""``POST {prefix}/start-call``.
+
+method → cross-site → JSON → bounded body → agent and browser variables → session →
+authorize → rate limit → variables and metadata hooks → concurrency slot → OneInbox →
+end handle → on_call_started → 201.
+
+The rate limit is counted before a slot is taken, so a rate-limited request never
+holds a slot; the slot is given back (shielded from cancellation) if anything after
+it fails.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from starlette.types import Receive, Scope, Send
+
+from .. import audit
+from ..asgi import read_body
+from ..context import CallEvent, CallRequest
+from ..contract import DOMAIN_ERRORS, as_call_error
+from ..errors import CallError
+from ..guards.limits import limit_key
+from ..hooks import Hook, hook_failed, run_event_hook, run_hook
+from ..payload import (
+    MAX_BODY_BYTES,
+    START_FIELDS,
+    browser_variables,
+    hook_mapping,
+    parse_body,
+    pick_agent,
+)
+from ..responses import send_error, send_json
+from ..upstream import UpstreamError, WebCall
+from .common import Route
+
+
+class StartCall(Route):
+    """Creates a web call for an authorized caller and answers only what the browser needs."""
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        key: str | None = None
+        agent_id: str | None = None
+        try:
+            client_ip = self.broker.client_address.of(scope)  # trusted_proxies applied
+            key = limit_key(None, client_ip)  # until authorize says who it is
+            self.check_post(scope)
+            body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES), START_FIELDS)
+            settings = self.settings
+            agent_id = pick_agent(settings.agent_id, settings.agents, body.get("agent"))
+            from_browser = browser_variables(settings.client_variables, body.get("variables"))
+            request = await self.identify(scope, client_ip, body, body.get("agent"))
+            key = limit_key(request.caller, client_ip)
+            answer = await self.start(request, key, agent_id, from_browser)
+        except (CallError, *DOMAIN_ERRORS) as exc:
+            error = as_call_error(exc)
+            event = "failed" if isinstance(exc, UpstreamError) else "denied"
+            audit.refused(event, error, started=started, limit_key=key, agent_id=agent_id)
+            await send_error(send, error)
+            return
+        audit.record(
+            "started",
+            "started",
+            started=started,
+            limit_key=key,
+            agent_id=agent_id,
+            call_id=answer["call_id"],
+        )
+        await send_json(send, 201, answer)
+
+    async def start(
+        self, request: CallRequest, key: str, agent_id: str, from_browser: dict[str, Any]
+    ) -> dict[str, str]:
+        """From an authorized request to the 201 answer."""
+        broker = self.broker
+        limits = broker.limits
+        await limits.check_rate(key)
+        variables = from_browser | await self._hook_mapping("variables", request)
+        if self.settings.metadata is None:
+            metadata: dict[str, Any] = {"caller": str(request.caller), "path": request.path}
+        else:
+            metadata = await self._hook_mapping("metadata", request)
+
+        slot = await limits.take_slot(key)
+        try:
+            call = await broker.upstream.create_web_call(
+                agent_id, variables=variables, metadata=metadata
+            )
+        except BaseException:
+            await limits.give_back(key, slot)
+            raise
+        end_token = broker.handles.issue(
+            key, call_id=call.call_id, agent_id=agent_id, slot=slot.id, expires_ms=slot.expires_ms
+        )
+        await run_event_hook(
+            "on_call_started",
+            self.settings.on_call_started,
+            CallEvent(
+                call_id=call.call_id,
+                agent_id=agent_id,
+                caller=request.caller,
+                limit_key=key,
+                agent=request.agent,
+            ),
+        )
+        return _answer(call, end_token)
+
+    async def _hook_mapping(self, name: str, request: CallRequest) -> dict[str, Any]:
+        """Run the ``variables`` or ``metadata`` hook into a dict of JSON values."""
+        hook: Hook | None = getattr(self.settings, name)
+        if hook is None:
+            return {}
+        try:
+            return hook_mapping(name, await run_hook(hook, request))
+        except CallError:
+            raise
+        except Exception as exc:  # HookValueError too: the hook returned something unusable
+            raise hook_failed(name) from exc
+
+
+def _answer(call: WebCall, end_token: str) -> dict[str, str]:
+    return {
+        "call_id": call.call_id,
+        "server_url": call.server_url,
+        "participant_token": call.participant_token,
+        "end_token": end_token,
+    }
