@@ -31,7 +31,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from oneinbox_asgi import CallRequest, OneInboxMiddleware, allow_anonymous
-from oneinbox_asgi.upstream import POOL_LIMITS
+from oneinbox_asgi.transport.base import MAX_CONNECTIONS
 
 from .fake_oneinbox import AGENT_ID, API_KEY, CALL_PATH
 from .rawclient import RawPool
@@ -178,18 +178,13 @@ def broker_oneinbox(
     )
 
 
+POOL_LIMITS = httpx.Limits(max_connections=MAX_CONNECTIONS, max_keepalive_connections=64)
+
+
 def broker_oneinbox_httpx(upstream: str) -> Starlette:
-    """The middleware over httpx's own transport (httpcore), as without the ``fast`` extra."""
+    """The middleware over httpx's own transport (httpcore): an injected ``http_client``,
+    or the default under trio."""
     return broker_oneinbox(upstream, http_client=httpx.AsyncClient(limits=POOL_LIMITS))
-
-
-def broker_oneinbox_httpx_aiohttp(upstream: str) -> Starlette:
-    """The middleware through httpx over httpx-aiohttp's transport: its own client before
-    it spoke to aiohttp directly (kept to show that change side by side)."""
-    from httpx_aiohttp import AiohttpTransport
-
-    client = httpx.AsyncClient(transport=AiohttpTransport(limits=POOL_LIMITS), limits=POOL_LIMITS)
-    return broker_oneinbox(upstream, http_client=client)
 
 
 # -- the broker: what people write by hand ---------------------------------------------

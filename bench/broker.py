@@ -60,11 +60,10 @@ LABELS = {
     "fastapi-shared-httpx": "FastAPI, one shared default httpx client",
     "express": "Express + global fetch (the seed's broker)",
     "raw-ceiling": "raw ASGI + minimal asyncio-streams client (ceiling)",
-    "oneinbox-httpx-aiohttp": "(b) before the fix: through httpx over httpx-aiohttp",
-    "oneinbox-httpx": "(b) over httpx's own transport (no `fast` extra)",
+    "oneinbox-httpx": "(b) over httpx's own transport (an injected client, or trio)",
 }
 # Shown for comparison only: one round each, to keep the run short.
-ONE_ROUND = {"oneinbox-redis", "oneinbox-httpx-aiohttp", "oneinbox-httpx", "fastapi-naive"}
+ONE_ROUND = {"oneinbox-redis", "oneinbox-httpx", "fastapi-naive"}
 
 
 def _redis(group: procs.Group) -> tuple[procs.Proc | None, str | None]:

@@ -6,9 +6,8 @@ CPU time (not wall time) of this one pinned process, so the numbers hold up on a
 machine better than throughput does; the best of R interleaved rounds each.
 
 * the upstream client, 16 calls in flight against the fast fake OneInbox: the
-  middleware's own pooled client (aiohttp spoken to directly), the same through httpx
-  over httpx-aiohttp (before the fix), httpx's own transport, and the raw keep-alive
-  client of the ceiling;
+  middleware's own pooled client (the aiohttp transport), httpx's own transport (an
+  injected client, or trio), and the raw keep-alive client of the ceiling;
 * the broker's own logic: ``POST /oneinbox/start-call`` through ``OneInboxMiddleware``
   called in-process with the upstream call stubbed out (body, guards, hooks, handle,
   answer), against a bare Starlette JSON route driven the same way;
@@ -30,7 +29,8 @@ import httpx
 import uvloop
 
 from oneinbox_asgi import OneInboxMiddleware
-from oneinbox_asgi.upstream import POOL_LIMITS, OneInboxClient, WebCall
+from oneinbox_asgi.transport.httpx_transport import HttpxTransport
+from oneinbox_asgi.upstream import OneInboxClient, WebCall
 
 from . import apps
 from .fake_oneinbox import AGENT_ID, API_KEY, CALL_PATH, SERVER_URL
@@ -79,19 +79,11 @@ def _create(client: OneInboxClient) -> Call:
 async def client_costs(
     url: str, round_seconds: float, rounds: int, warm_up: int
 ) -> dict[str, float]:
-    from httpx_aiohttp import AiohttpTransport
-
-    through_httpx_aiohttp = httpx.AsyncClient(
-        transport=AiohttpTransport(limits=POOL_LIMITS), limits=POOL_LIMITS
-    )
-    through_httpcore = httpx.AsyncClient(limits=POOL_LIMITS)
+    through_httpcore = httpx.AsyncClient(limits=apps.POOL_LIMITS)
     clients = {
-        "own pooled client (aiohttp, direct)": OneInboxClient(api_key=API_KEY, base_url=url),
-        "httpx over httpx-aiohttp (before the fix)": OneInboxClient(
-            api_key=API_KEY, base_url=url, http_client=through_httpx_aiohttp
-        ),
-        "httpx's own transport (no `fast` extra)": OneInboxClient(
-            api_key=API_KEY, base_url=url, http_client=through_httpcore
+        "own pooled client (aiohttp transport)": OneInboxClient(api_key=API_KEY, base_url=url),
+        "httpx's own transport (injected client, or trio)": OneInboxClient(
+            api_key=API_KEY, base_url=url, transport=HttpxTransport(through_httpcore)
         ),
     }
     calls: dict[str, Call] = {name: _create(client) for name, client in clients.items()}
@@ -110,7 +102,6 @@ async def client_costs(
     finally:
         for client in clients.values():
             await client.aclose()
-        await through_httpx_aiohttp.aclose()
         await through_httpcore.aclose()
         pool.close()
 
@@ -180,17 +171,21 @@ async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[s
         "the same with the rate limit and concurrency cap off": start_call_without_limits,
         "for scale: a bare Starlette JSON route": json_route,
     }
-    try:
-        from oneinbox_asgi.guards.handles import HandleSigner
-    except ImportError:
-        pass
-    else:
-        signer = HandleSigner(API_KEY, max_age=3600, clock=time.time)
+    from oneinbox_asgi.guards.handles import HandleSigner
 
-        async def handle() -> None:
-            signer.issue("user1", call_id="call_000000000001", agent_id=AGENT_ID, slot="s" * 16)
+    signer = HandleSigner(API_KEY, clock=time.time)
+    expires_ms = int(time.time() * 1000) + 3_600_000
 
-        calls["of which: the end-call handle (guards/handles.py, issue)"] = handle
+    async def handle() -> None:
+        signer.issue(
+            "id:user1",
+            call_id="call_000000000001",
+            agent_id=AGENT_ID,
+            slot="s" * 16,
+            expires_ms=expires_ms,
+        )
+
+    calls["of which: the end-call handle (guards/handles.py, issue)"] = handle
     costs = await best_of(calls, round_seconds, rounds, 1, warm_up)
     if statuses - {200, 201}:
         raise RuntimeError(f"in-process start-call answered {sorted(statuses)}")

@@ -43,7 +43,6 @@ def budget(raw: dict[str, Any], settings: Settings) -> list[str]:
     b_us = _server_us(_best(raw, "oneinbox", high))
     raw_us = _server_us(_best(raw, "raw-ceiling", high))
     client = _cost(raw, "client", "own pooled client")
-    before = _cost(raw, "client", "httpx over httpx-aiohttp")
     httpcore = _cost(raw, "client", "httpx's own transport")
     minimal = _cost(raw, "client", "raw keep-alive")
     logic = _cost(raw, "logic", "broker logic")
@@ -59,9 +58,8 @@ def budget(raw: dict[str, Any], settings: Settings) -> list[str]:
         f"- **Where (b)'s time goes.** At c={high} the broker's process spent {b_us:,.0f} µs "
         f"of CPU per start-call; the raw ceiling {raw_us:,.0f} µs. Measured part by part "
         f"(`bench.costs`, CPU µs per call): the upstream client {client:,.0f} (the middleware's "
-        f"own pooled client, aiohttp spoken to directly; {before or 0:,.0f} through httpx over "
-        f"httpx-aiohttp before this issue's fix, {httpcore or 0:,.0f} through httpx's own "
-        f"transport; the ceiling's minimal client {minimal:,.0f}); the broker's own logic "
+        f"own pooled client, aiohttp spoken to directly; {httpcore or 0:,.0f} through httpx's "
+        f"own transport; the ceiling's minimal client {minimal:,.0f}); the broker's own logic "
         f"{logic:,.0f} (body, cross-site check, authorize and variables hooks, rate limit and "
         f"concurrency slot, answer"
         + (f"; of which the end-call handle {handle:,.0f}" if handle else "")

@@ -91,7 +91,6 @@ def machine(extra: dict[str, str]) -> str:
         "httpx",
         "httpcore",
         "aiohttp",
-        "httpx-aiohttp",
         "anyio",
         "sniffio",
         "redis",

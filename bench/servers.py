@@ -22,7 +22,6 @@ BROKERS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "oneinbox": lambda args: apps.broker_oneinbox(args.upstream),
     "oneinbox-redis": lambda args: apps.broker_oneinbox(args.upstream, store=args.redis),
     "oneinbox-httpx": lambda args: apps.broker_oneinbox_httpx(args.upstream),
-    "oneinbox-httpx-aiohttp": lambda args: apps.broker_oneinbox_httpx_aiohttp(args.upstream),
     "fastapi-naive": lambda args: apps.fastapi_naive(args.upstream),
     "fastapi-shared-httpx": lambda args: apps.fastapi_shared_httpx(args.upstream),
     "raw-ceiling": lambda args: apps.raw_ceiling(args.upstream),

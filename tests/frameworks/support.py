@@ -17,7 +17,7 @@ import httpx
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
 from ..apps import authorize, variables
-from ..conftest import AGENT_ID, API_KEY
+from ..support import AGENT_ID, API_KEY
 from ..servers import serve
 
 START = "/oneinbox/start-call"

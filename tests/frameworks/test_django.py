@@ -112,4 +112,4 @@ def test_over_real_http(oneinbox: EmulatorAPI, db_sessions: None) -> None:
         broker = make_app(base_url=upstream)
         real_http_round_trip(broker, oneinbox, name="Lin")
     # Django refuses the lifespan; the middleware answers it and closed its own client.
-    assert broker.upstream._client is None
+    assert not broker.upstream.is_open

@@ -261,4 +261,4 @@ def test_over_real_http_and_shutdown_closes_our_client(oneinbox: EmulatorAPI) ->
             plugins=[plugin],
         )
         real_http_round_trip(app, oneinbox, name="Lin")
-    assert plugin.broker.upstream._client is None  # on_shutdown closed it
+    assert not plugin.broker.upstream.is_open  # on_shutdown closed it

@@ -99,4 +99,4 @@ def test_over_real_http_and_quarts_lifespan_closes_our_client(oneinbox: Emulator
         real_http_round_trip(app, oneinbox, name="Lin")
     broker = app.asgi_app
     assert isinstance(broker, OneInboxMiddleware)
-    assert broker.upstream._client is None  # closed by the lifespan shutdown through Quart
+    assert not broker.upstream.is_open  # closed by the lifespan shutdown through Quart
