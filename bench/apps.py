@@ -15,7 +15,6 @@ many users, so per-caller limit state grows as it would in production.
 
 from __future__ import annotations
 
-import inspect
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -131,29 +130,20 @@ async def variables(request: CallRequest) -> dict[str, Any]:
 
 
 def guard_options(store: str | None) -> dict[str, Any]:
-    """The limit options this version of the middleware has, set high; ``store`` if given.
-
-    Raises ``LookupError`` when a Redis store is asked for and the middleware has none.
-    """
-    accepted = inspect.signature(OneInboxMiddleware.__init__).parameters
-    options: dict[str, Any] = {}
-    if "rate_limit" in accepted:
-        options["rate_limit"] = HIGH_RATE_LIMIT
-    if "max_concurrent_calls" in accepted:
-        options["max_concurrent_calls"] = HIGH_CONCURRENCY
-    if "max_call_seconds" in accepted:
-        options["max_call_seconds"] = CALL_SECONDS
+    """The limit options set high; ``store`` if given."""
+    options: dict[str, Any] = {
+        "rate_limit": HIGH_RATE_LIMIT,
+        "max_concurrent_calls": HIGH_CONCURRENCY,
+        "max_call_seconds": CALL_SECONDS,
+    }
     if store is not None:
-        if "store" not in accepted:
-            raise LookupError("OneInboxMiddleware has no store= option (no Redis store yet)")
         options["store"] = store
     return options
 
 
 def limits_off() -> dict[str, Any]:
-    """The options that switch the per-caller limits off, where the middleware has them."""
-    accepted = inspect.signature(OneInboxMiddleware.__init__).parameters
-    return {name: None for name in ("rate_limit", "max_concurrent_calls") if name in accepted}
+    """The options that switch the per-caller limits off."""
+    return {"rate_limit": None, "max_concurrent_calls": None}
 
 
 def broker_oneinbox(

@@ -14,8 +14,11 @@ from starlette.types import Send
 from .errors import CallError
 
 
+_ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+
+
 def json_body(payload: object) -> bytes:
-    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False).encode()
+    return _ENCODE(payload).encode()
 
 
 async def send_json(

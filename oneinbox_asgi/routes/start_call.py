@@ -94,17 +94,18 @@ class StartCall(Route):
         end_token = broker.handles.issue(
             key, call_id=call.call_id, agent_id=agent_id, slot=slot.id, expires_ms=slot.expires_ms
         )
-        await run_event_hook(
-            "on_call_started",
-            self.settings.on_call_started,
-            CallEvent(
-                call_id=call.call_id,
-                agent_id=agent_id,
-                caller=request.caller,
-                limit_key=key,
-                agent=request.agent,
-            ),
-        )
+        if self.settings.on_call_started is not None:
+            await run_event_hook(
+                "on_call_started",
+                self.settings.on_call_started,
+                CallEvent(
+                    call_id=call.call_id,
+                    agent_id=agent_id,
+                    caller=request.caller,
+                    limit_key=key,
+                    agent=request.agent,
+                ),
+            )
         return _answer(call, end_token)
 
     async def _hook_mapping(self, name: str, request: CallRequest) -> dict[str, Any]:
