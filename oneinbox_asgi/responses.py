@@ -13,7 +13,6 @@ from starlette.types import Send
 
 from .errors import CallError
 
-
 _ENCODE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
 
 

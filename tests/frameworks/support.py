@@ -17,8 +17,8 @@ import httpx
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
 from ..apps import authorize, variables
-from ..support import AGENT_ID, API_KEY
 from ..servers import serve
+from ..support import AGENT_ID, API_KEY
 
 START = "/oneinbox/start-call"
 WIDGET = "/oneinbox/widget.js"
