@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 import logging
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -270,3 +276,44 @@ async def test_a_failed_host_startup_closes_what_we_opened() -> None:
     )
     sent = await lifespan_exchange(middleware, lambda: middleware.upstream.is_open)
     assert sent == ["lifespan.startup.failed:False"]
+
+
+HOST_WITHOUT_KEY = """
+from starlette.applications import Starlette
+from oneinbox_asgi import OneInboxMiddleware, allow_anonymous
+
+app = Starlette()
+app.add_middleware(OneInboxMiddleware, authorize=allow_anonymous, agent_id="agt_x")
+"""
+
+
+def test_a_missing_api_key_is_said_at_startup_under_uvicorns_defaults(tmp_path: Path) -> None:
+    """Starlette builds its middleware at the first lifespan message; uvicorn's default
+    lifespan mode then logs only "lifespan unsupported" and every page answers 500. The
+    reason must be on the console at startup, with no logging set up by the host."""
+    (tmp_path / "hostapp.py").write_text(HOST_WITHOUT_KEY)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEINBOX_")}
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    command = [sys.executable, "-m", "uvicorn", "hostapp:app", "--port", str(port)]
+    server = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    )
+    lines: list[str] = []
+    try:
+        assert server.stderr is not None
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:
+            line = server.stderr.readline().decode()
+            lines.append(line)
+            if not line or "Application startup complete" in line:
+                break
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+        if server.stderr is not None:
+            server.stderr.close()
+    startup = "".join(lines)
+    assert "Application startup complete" in startup, startup
+    assert "OneInbox API key missing: set ONEINBOX_API_KEY" in startup, startup

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import datetime
 import json
+import logging
+import uuid
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -148,6 +152,21 @@ BAD_BODIES: list[tuple[str, bytes, str, int, str]] = [
         400,
         "bad_request",
     ),
+    # A number JSON cannot hold: Python reads it as infinity, which 0.1 forwarded upstream
+    # as the bare word Infinity (not JSON).
+    ("variable 1e999", b'{"variables": {"topic": 1e999}}', "application/json", 400, "bad_request"),
+    (
+        "variable -1e999",
+        b'{"variables": {"topic": -1e999}}',
+        "application/json",
+        400,
+        "bad_request",
+    ),
+    ("variable NaN", b'{"variables": {"topic": NaN}}', "application/json", 400, "bad_request"),
+    # A JSON boolean is a Python int: the contract allows strings and numbers only.
+    ("variable true", b'{"variables": {"topic": true}}', "application/json", 400, "bad_request"),
+    ("variable false", b'{"variables": {"topic": false}}', "application/json", 400, "bad_request"),
+    ("variable null", b'{"variables": {"topic": null}}', "application/json", 400, "bad_request"),
     (
         "huge",
         json.dumps({"variables": {"topic": "x" * 20_000}}).encode(),
@@ -224,3 +243,61 @@ async def test_a_failing_hook_is_a_json_500_not_a_crash(
         response = await client.post(START, json={})
     assert response.status_code == 500
     assert error_code(response) == "internal_error"
+
+
+async def test_hook_values_json_cannot_carry_as_they_are_become_strings(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    """0.1 answered a bare 500 (no JSON, no audit line) for a UUID in metadata."""
+    user = uuid.UUID("12345678-1234-5678-1234-567812345678")
+
+    def metadata(request: CallRequest) -> dict[str, Any]:
+        return {"user": user, "day": datetime.date(2026, 11, 30), "price": Decimal("12.50")}
+
+    def variables(request: CallRequest) -> dict[str, Any]:
+        at = datetime.datetime(2026, 11, 30, 8, 0, tzinfo=datetime.UTC)
+        return {"customer_name": "Ada", "since": at, "tags": ("a", "b"), "n": 2.5}
+
+    app = starlette_app(http_client=upstream_client, metadata=metadata, variables=variables)
+    async with logged_in(app) as client:
+        response = await client.post(START, json={})
+    assert response.status_code == 201, response.text
+    call = oneinbox.registry.get(response.json()["call_id"])
+    assert call is not None
+    assert call.metadata == {"user": str(user), "day": "2026-11-30", "price": "12.50"}
+    assert call.variables == {
+        "customer_name": "Ada",
+        "since": "2026-11-30T08:00:00+00:00",
+        "tags": ["a", "b"],
+        "n": 2.5,
+    }
+
+
+@pytest.mark.parametrize(
+    ("hook", "value"),
+    [
+        ("variables", {"bad": {1, 2}}),
+        ("variables", {"bad": float("nan")}),
+        ("metadata", {"bad": float("inf")}),
+        ("metadata", {"bad": object()}),
+        ("metadata", {"bad": Decimal("NaN")}),
+    ],
+    ids=["set", "nan", "inf", "object", "decimal-nan"],
+)
+async def test_a_hook_value_json_cannot_carry_is_a_json_500_naming_the_hook(
+    oneinbox: EmulatorAPI,
+    upstream_client: httpx.AsyncClient,
+    caplog: pytest.LogCaptureFixture,
+    hook: str,
+    value: dict[str, Any],
+) -> None:
+    caplog.set_level(logging.INFO, logger="oneinbox_asgi")
+    app = starlette_app(http_client=upstream_client, **{hook: lambda request: value})
+    async with logged_in(app) as client:
+        response = await client.post(START, json={})
+    assert response.status_code == 500
+    assert error_code(response) == "internal_error"
+    assert oneinbox.received == []  # nothing unencodable ever goes upstream
+    (line,) = [r for r in caplog.records if "outcome=internal_error" in r.getMessage()]
+    assert f"the {hook} hook failed" in line.getMessage()
+    assert line.exc_info is not None  # the traceback, logged once, on that line
