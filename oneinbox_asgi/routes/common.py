@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import Any
 
 from starlette.requests import cookie_parser
-from starlette.types import Scope
+from starlette.types import Receive, Scope
 
-from ..asgi import is_json
+from ..asgi import is_json, read_body
 from ..broker import Broker
 from ..context import CallRequest, Forbidden
 from ..errors import CallError, method_not_allowed
 from ..hooks import hook_failed, run_hook
+from ..payload import MAX_BODY_BYTES, parse_body
 
 logger = logging.getLogger("oneinbox_asgi")
 
@@ -58,13 +59,17 @@ class Route:
         self.settings = broker.settings
         self._missing_session = MissingSession()
 
-    def check_post(self, scope: Scope) -> None:
-        """Method, cross-site and JSON-only: together they stop a forged form post."""
+    async def post_body(
+        self, scope: Scope, receive: Receive, fields: Collection[str]
+    ) -> dict[str, Any]:
+        """The JSON body of a POST, after the checks that together stop a forged form post
+        (method, cross-site, JSON only), bounded in size."""
         if scope["method"] != "POST":
             raise method_not_allowed(["POST"])
         self.broker.cross_site.check(scope)
         if not is_json(scope):
             raise CallError("unsupported_media_type", "Send the request as application/json.")
+        return parse_body(await read_body(scope, receive, MAX_BODY_BYTES), fields)
 
     async def session(self, scope: Scope) -> Mapping[str, Any]:
         if "session" in scope:

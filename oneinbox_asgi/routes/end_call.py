@@ -13,14 +13,13 @@ import time
 from starlette.types import Receive, Scope, Send
 
 from .. import audit
-from ..asgi import read_body
 from ..context import CallEvent
 from ..contract import DOMAIN_ERRORS, as_call_error
 from ..errors import CallError, bad_request
 from ..guards.handles import EndHandle
 from ..guards.limits import Slot, limit_key
 from ..hooks import run_event_hook
-from ..payload import END_FIELDS, MAX_BODY_BYTES, parse_body
+from ..payload import END_FIELDS
 from ..responses import send_error, send_json
 from ..upstream import UpstreamError
 from .common import Route
@@ -36,8 +35,7 @@ class EndCall(Route):
         try:
             client_ip = self.broker.client_address.of(scope)  # trusted_proxies applied
             key = limit_key(None, client_ip)  # until authorize says who it is
-            self.check_post(scope)
-            body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES), END_FIELDS)
+            body = await self.post_body(scope, receive, END_FIELDS)
             token = body.get("end_token")
             if not isinstance(token, str):
                 raise bad_request("Send the end_token that start-call returned.")

@@ -17,20 +17,12 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from .. import audit
-from ..asgi import read_body
 from ..context import CallEvent, CallRequest
 from ..contract import DOMAIN_ERRORS, as_call_error
 from ..errors import CallError
 from ..guards.limits import limit_key
 from ..hooks import Hook, hook_failed, run_event_hook, run_hook
-from ..payload import (
-    MAX_BODY_BYTES,
-    START_FIELDS,
-    browser_variables,
-    hook_mapping,
-    parse_body,
-    pick_agent,
-)
+from ..payload import START_FIELDS, browser_variables, hook_mapping, pick_agent
 from ..responses import send_error, send_json
 from ..upstream import UpstreamError, WebCall
 from .common import Route
@@ -46,8 +38,7 @@ class StartCall(Route):
         try:
             client_ip = self.broker.client_address.of(scope)  # trusted_proxies applied
             key = limit_key(None, client_ip)  # until authorize says who it is
-            self.check_post(scope)
-            body = parse_body(await read_body(scope, receive, MAX_BODY_BYTES), START_FIELDS)
+            body = await self.post_body(scope, receive, START_FIELDS)
             settings = self.settings
             agent_id = pick_agent(settings.agent_id, settings.agents, body.get("agent"))
             from_browser = browser_variables(settings.client_variables, body.get("variables"))
