@@ -15,12 +15,12 @@ import httpx
 import pytest
 import uvicorn
 
-from oneinbox_asgi.emulator import DEFAULT_API_KEY
-from oneinbox_asgi.emulator.agent import AgentSettings
-from oneinbox_asgi.emulator.app import Emulator
-from oneinbox_asgi.emulator.serving import bind, url_of
-from oneinbox_asgi.emulator.voice.server import VoiceOptions
-from oneinbox_asgi.emulator.voice.session import SessionTimings
+from oneinbox_emulator import DEFAULT_API_KEY
+from oneinbox_emulator.agent import AgentSettings
+from oneinbox_emulator.app import Emulator
+from oneinbox_emulator.serving import bind, url_of
+from oneinbox_emulator.voice.server import VoiceOptions
+from oneinbox_emulator.voice.session import SessionTimings
 
 from ..chromium import launched, unavailable
 

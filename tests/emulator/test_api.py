@@ -10,9 +10,9 @@ import httpx
 import jwt
 import pytest
 
-from oneinbox_asgi.emulator import DEFAULT_API_KEY, EmulatorAPI
-from oneinbox_asgi.emulator.registry import CallRegistry
-from oneinbox_asgi.emulator.tokens import TokenError, TokenSigner
+from oneinbox_emulator import DEFAULT_API_KEY, EmulatorAPI
+from oneinbox_emulator.registry import CallRegistry
+from oneinbox_emulator.tokens import TokenError, TokenSigner
 
 from .conftest import auth
 

@@ -51,6 +51,37 @@ def command(*args: str, env: dict[str, str] | None = None) -> Iterator[list[str]
             process.stdout.close()
 
 
+def loaded_by_help(module: str, *args: str) -> tuple[str, set[str]]:
+    """``python -m <module> *args --help`` in a fresh interpreter: its output and the modules
+    of the emulator and its extras that it imported."""
+    probe = (
+        "import runpy, sys\n"
+        f"sys.argv = [{module!r}, *{list(args)!r}, '--help']\n"
+        "try:\n"
+        f"    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+        "except SystemExit:\n"
+        "    pass\n"
+        "heavy = ('oneinbox_emulator', 'uvicorn', 'aiortc', 'jwt', 'livekit', 'numpy', 'av')\n"
+        "print('LOADED', *sorted(m for m in sys.modules if m.split('.')[0] in heavy))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, timeout=30, check=True
+    )
+    out, _, loaded = done.stdout.rpartition("LOADED")
+    return out, set(loaded.split())
+
+
+@pytest.mark.parametrize("module", ["oneinbox_asgi", "oneinbox_emulator"])
+def test_help_imports_neither_the_emulator_nor_its_extras(module: str) -> None:
+    for args in [(), ("emulator",), ("demo",)]:
+        text, loaded = loaded_by_help(module, *args)
+        assert f"usage: python -m {module}" in text, text
+        assert loaded <= {"oneinbox_emulator", "oneinbox_emulator.cli"}, loaded
+    text, _ = loaded_by_help(module, "demo")
+    for option in ("--port", "--emulator-port", "--api-key", "--agent-id", "--reply"):
+        assert option in text
+
+
 def test_the_emulator_command_prints_how_to_use_it() -> None:
     with command("emulator", "--port", "0") as lines:
         text = "\n".join(lines)
@@ -95,7 +126,7 @@ async def test_the_demo_signs_in_without_form_parsing_extras(
     """``pip install oneinbox-asgi[emulator]`` has no python-multipart: no request.form()."""
     from starlette.requests import Request
 
-    from oneinbox_asgi.demo import DemoConfig, build_demo_app
+    from oneinbox_emulator.demo import DemoConfig, build_demo_app
 
     def no_multipart(self: Request) -> None:
         raise AssertionError("The `python-multipart` library must be installed")

@@ -15,9 +15,9 @@ from livekit.protocol import models
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from oneinbox_asgi.emulator.app import Emulator
-from oneinbox_asgi.emulator.voice.server import VoiceOptions
-from oneinbox_asgi.emulator.voice.session import SessionTimings
+from oneinbox_emulator.app import Emulator
+from oneinbox_emulator.voice.server import VoiceOptions
+from oneinbox_emulator.voice.session import SessionTimings
 
 from .conftest import LiveEmulator, auth, serving
 from .lkpeer import PyParticipant

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from livekit.protocol import rtc
 
-from oneinbox_asgi.emulator.agent import (
+from oneinbox_emulator.agent import (
     REPLY_TEXT,
     AgentSettings,
     AgentState,
@@ -21,9 +21,9 @@ from oneinbox_asgi.emulator.agent import (
     Role,
     greeting_text,
 )
-from oneinbox_asgi.emulator.voice import protocol
-from oneinbox_asgi.emulator.voice.loopback import gather_only_on
-from oneinbox_asgi.emulator.voice.media import (
+from oneinbox_emulator.voice import protocol
+from oneinbox_emulator.voice.loopback import gather_only_on
+from oneinbox_emulator.voice.media import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
     AgentVoice,
@@ -32,8 +32,8 @@ from oneinbox_asgi.emulator.voice.media import (
     load_clip,
     to_mono,
 )
-from oneinbox_asgi.emulator.voice.sdp import label_streams, msid_tracks_by_mid, parse_candidate
-from oneinbox_asgi.emulator.voice.speech import SpeechDetector
+from oneinbox_emulator.voice.sdp import label_streams, msid_tracks_by_mid, parse_candidate
+from oneinbox_emulator.voice.speech import SpeechDetector
 
 OFFER = "\r\n".join(
     [

@@ -10,10 +10,10 @@ import httpx
 import pytest
 
 from oneinbox_asgi import CallRequest, ConfigurationError, allow_anonymous
-from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.guards import MemoryStore, RateLimit
 from oneinbox_asgi.guards.client import ClientAddress
 from oneinbox_asgi.guards.limits import caller_key
+from oneinbox_emulator.api import EmulatorAPI
 
 from .conftest import END, START, FakeClock, StoreFactory, broker, client_for, code_of, construct
 

@@ -32,7 +32,7 @@ from .media import (
 )
 from .session import SignalSession
 
-log = logging.getLogger("oneinbox_asgi.emulator.voice")
+log = logging.getLogger("oneinbox_emulator.voice")
 
 AGENT_IDENTITY = "agent"
 AGENT_NAME = "OneInbox demo agent"

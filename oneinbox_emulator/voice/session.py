@@ -42,7 +42,7 @@ from .sdp import label_streams, msid_tracks_by_mid, parse_candidate
 if TYPE_CHECKING:
     from .room import VoiceRoom
 
-log = logging.getLogger("oneinbox_asgi.emulator.voice")
+log = logging.getLogger("oneinbox_emulator.voice")
 
 PUBLISHER = rtc.SignalTarget.PUBLISHER
 SUBSCRIBER = rtc.SignalTarget.SUBSCRIBER

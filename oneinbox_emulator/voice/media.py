@@ -32,8 +32,8 @@ Samples = npt.NDArray[np.float32]
 
 @cache
 def load_clip(name: str) -> Pcm:
-    """A sound shipped in ``oneinbox_asgi/emulator/sounds`` as 48 kHz mono PCM (decoded once)."""
-    source = resources.files("oneinbox_asgi.emulator").joinpath("sounds", name)
+    """A sound shipped in ``oneinbox_emulator/sounds`` as 48 kHz mono PCM (decoded once)."""
+    source = resources.files("oneinbox_emulator").joinpath("sounds", name)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     parts: list[Pcm] = []
     with source.open("rb") as handle, av.open(handle, mode="r") as container:
