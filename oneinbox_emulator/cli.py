@@ -56,18 +56,27 @@ def _build_emulator(args: argparse.Namespace) -> Emulator:
     from .api import DEFAULT_API_KEY
     from .app import Emulator
     from .voice.server import VoiceOptions
+    from .webhooks import WebhookOptions
 
     settings = AgentSettings(
         reply=args.reply,
         max_turns=args.max_turns,
         max_duration=args.max_duration or None,
     )
+    try:
+        webhooks = WebhookOptions(url=args.webhook_url) if args.webhook_url else None
+    except ValueError as exc:
+        _fail(str(exc))
     return Emulator(
         api_key=args.api_key or DEFAULT_API_KEY,
         agents={args.agent_id: settings},
         voice=VoiceOptions(
             media_hosts=(args.media_host,), single_peer_connection=not args.dual_pc_only
         ),
+        join_timeout=args.join_timeout or None,
+        record_delay=args.record_delay,
+        webhooks=webhooks,
+        max_calls_per_day=args.max_calls_per_day or None,
     )
 
 
@@ -99,6 +108,29 @@ def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
         action="store_true",
         help="refuse /rtc/v1 so clients fall back to two peer connections",
     )
+    group.add_argument(
+        "--join-timeout",
+        type=float,
+        default=60.0,
+        help="a call whose caller has not connected after this many seconds fails (0: never)",
+    )
+    group.add_argument(
+        "--record-delay",
+        type=float,
+        default=2.0,
+        help="seconds from a call's end until its transcript, summary and costs are written",
+    )
+    group.add_argument(
+        "--max-calls-per-day",
+        type=int,
+        default=1000,
+        help="the account's daily call cap, as GET /v1/usage shows it (0: no cap)",
+    )
+    group.add_argument(
+        "--webhook-url",
+        default=None,
+        help="POST call events (call.started, call.ended, ...) to this URL",
+    )
 
 
 def _run_emulator(args: argparse.Namespace) -> None:
@@ -113,6 +145,8 @@ def _run_emulator(args: argparse.Namespace) -> None:
     print(f"  ONEINBOX_BASE_URL={emulator.base_url}")
     print(f"  ONEINBOX_API_KEY={emulator.api_key}")
     print(f"  ONEINBOX_AGENT_ID={args.agent_id}")
+    if args.webhook_url:
+        print(f"Call events are POSTed to {args.webhook_url}")
     print("Press Ctrl-C to stop.", flush=True)
     asyncio.run(serve_together(served))
 
@@ -131,6 +165,11 @@ def _run_demo(args: argparse.Namespace) -> None:
         agent_id = os.environ.get("ONEINBOX_AGENT_ID", "")
         if not agent_id:
             _fail("ONEINBOX_API_KEY is set, so the demo uses OneInbox: set ONEINBOX_AGENT_ID too")
+        if args.webhook_url:
+            _fail(
+                "--webhook-url is for the local emulator; with ONEINBOX_API_KEY set, "
+                "configure webhooks at OneInbox"
+            )
         config = DemoConfig(api_key=api_key, agent_id=agent_id, backend="OneInbox")
         backend_line = f"OneInbox ({os.environ.get('ONEINBOX_BASE_URL') or 'api.oneinbox.ai'})"
     else:
@@ -148,6 +187,8 @@ def _run_demo(args: argparse.Namespace) -> None:
     site = Served(build_demo_app(config), _listen(args.host, args.port, "demo site"))
     print(f"oneinbox-asgi demo: open {site.url}/")
     print(f"  calls go to {backend_line}")
+    if args.webhook_url:
+        print(f"  call events are POSTed to {args.webhook_url}")
     print("Press Ctrl-C to stop.", flush=True)
     asyncio.run(serve_together(site, *others))
 

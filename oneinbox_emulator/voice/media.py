@@ -63,22 +63,23 @@ class AgentVoice:
     """
 
     def __init__(self) -> None:
-        self._queue: deque[tuple[Pcm, asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[Pcm, asyncio.Future[None], Callable[[], None] | None]] = deque()
         self._offset = 0
         self.frames_with_speech = 0
 
-    def say(self, pcm: Pcm) -> asyncio.Future[None]:
+    def say(self, pcm: Pcm, on_start: Callable[[], None] | None = None) -> asyncio.Future[None]:
+        """Queue ``pcm``; ``on_start()`` runs when its first frame goes out (for latency)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if pcm.size == 0:
             done.set_result(None)
         else:
-            self._queue.append((pcm, done))
+            self._queue.append((pcm, done, on_start))
         return done
 
     def hush(self) -> None:
         """Drop everything queued; pending ``say`` futures resolve."""
         while self._queue:
-            _, done = self._queue.popleft()
+            _, done, _ = self._queue.popleft()
             if not done.done():
                 done.set_result(None)
         self._offset = 0
@@ -91,7 +92,9 @@ class AgentVoice:
         frame = np.zeros(FRAME_SAMPLES, np.int16)
         filled = 0
         while filled < FRAME_SAMPLES and self._queue:
-            pcm, done = self._queue[0]
+            pcm, done, on_start = self._queue[0]
+            if self._offset == 0 and on_start is not None:
+                on_start()
             take = min(FRAME_SAMPLES - filled, pcm.size - self._offset)
             frame[filled : filled + take] = pcm[self._offset : self._offset + take]
             filled += take

@@ -99,6 +99,7 @@ def stack(chromium: Any) -> Iterator[Stack]:
     emulator = Emulator(
         agents={AGENT_ID: AgentSettings()},
         voice=VoiceOptions(departure_timeout=2.0, timings=SessionTimings(connect_timeout=8.0)),
+        record_delay=0.0,  # the tests read the transcript as soon as a call ends
     )
     emulator_slot = Served(emulator, bind())
     emulator.bind(emulator_slot.url)

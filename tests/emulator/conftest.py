@@ -36,14 +36,16 @@ def auth(key: str = DEFAULT_API_KEY) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-def quick_emulator(**agent: Any) -> Emulator:
-    """An emulator whose timeouts suit tests; ``agent`` overrides the demo agent's settings."""
+def quick_emulator(*, record_delay: float = 0.0, **agent: Any) -> Emulator:
+    """An emulator whose timeouts suit tests; ``agent`` overrides the demo agent's settings.
+    Records are written as calls end unless ``record_delay`` says otherwise."""
     return Emulator(
         agents={"agt_demo": AgentSettings(**agent)},
         voice=VoiceOptions(
             departure_timeout=1.0,
             timings=SessionTimings(connect_timeout=5.0, leave_grace=0.2),
         ),
+        record_delay=record_delay,
     )
 
 
