@@ -80,6 +80,12 @@ def _build_emulator(args: argparse.Namespace) -> Emulator:
     )
 
 
+def _shown(webhook_url: str) -> str:
+    from .webhooks import safe_url
+
+    return safe_url(webhook_url)
+
+
 def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("emulator")
     group.add_argument(
@@ -146,7 +152,7 @@ def _run_emulator(args: argparse.Namespace) -> None:
     print(f"  ONEINBOX_API_KEY={emulator.api_key}")
     print(f"  ONEINBOX_AGENT_ID={args.agent_id}")
     if args.webhook_url:
-        print(f"Call events are POSTed to {args.webhook_url}")
+        print(f"Call events are POSTed to {_shown(args.webhook_url)}")
     print("Press Ctrl-C to stop.", flush=True)
     asyncio.run(serve_together(served))
 
@@ -188,7 +194,7 @@ def _run_demo(args: argparse.Namespace) -> None:
     print(f"oneinbox-asgi demo: open {site.url}/")
     print(f"  calls go to {backend_line}")
     if args.webhook_url:
-        print(f"  call events are POSTed to {args.webhook_url}")
+        print(f"  call events are POSTed to {_shown(args.webhook_url)}")
     print("Press Ctrl-C to stop.", flush=True)
     asyncio.run(serve_together(site, *others))
 

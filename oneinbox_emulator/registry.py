@@ -14,8 +14,11 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from . import report
-from .report import CallTimings
+# Names, not ``from . import report``: that form reads as an import of the package itself.
+from .report import CallTimings, cost_cents, credits
+from .report import analysis as analyse
+from .report import latency as latency_figures
+from .report import summary as summarise
 
 CallStatus = Literal["queued", "initiated", "in_progress", "completed", "failed"]
 EndReason = Literal[
@@ -95,8 +98,8 @@ class Call:
             "analysis": self.analysis,
             "ai_summary": self.ai_summary,
             "latency": self.latency,
-            "credits_used": report.credits(duration) if billed and duration is not None else None,
-            "cost_cents": report.cost_cents(duration) if billed and duration is not None else None,
+            "credits_used": credits(duration) if billed and duration is not None else None,
+            "cost_cents": cost_cents(duration) if billed and duration is not None else None,
             "created_at": iso(self.created_at),
         }
 
@@ -233,11 +236,11 @@ class CallRegistry:
             return call
         duration = call.duration_seconds or 0.0
         call.messages = list(call.transcript)
-        call.latency = report.latency(call.timings)
-        call.analysis = report.analysis(
+        call.latency = latency_figures(call.timings)
+        call.analysis = analyse(
             status=call.status, end_reason=call.end_reason, messages=call.messages
         )
-        call.ai_summary = report.summary(
+        call.ai_summary = summarise(
             variables=call.variables,
             end_reason=call.end_reason,
             duration_seconds=duration,
@@ -277,7 +280,7 @@ class CallRegistry:
             ),
             "calls_this_month": len(this_month),
             "minutes_used_this_month": round(seconds / 60, 2),
-            "cost_cents_this_month": report.cost_cents(seconds),
+            "cost_cents_this_month": cost_cents(seconds),
             "period_start": iso(month),
         }
 

@@ -68,10 +68,15 @@ class Outcome:
     """The receiver's last HTTP status; None if the last attempt got no answer."""
 
 
-def _where(url: str) -> str:
-    """The URL without its query or credentials: safe to log (a query may carry a secret)."""
+def safe_url(url: str) -> str:
+    """The URL without its query, fragment or credentials: safe to log or print (webhook
+    URLs often carry a secret in the query)."""
     parts = urlsplit(url)
-    return f"{parts.scheme}://{parts.hostname}:{parts.port or ''}{parts.path}"
+    host = parts.hostname or ""
+    if ":" in host:
+        host = f"[{host}]"
+    port = f":{parts.port}" if parts.port else ""
+    return f"{parts.scheme}://{host}{port}{parts.path}"
 
 
 class WebhookSender:
@@ -99,7 +104,7 @@ class WebhookSender:
             log.warning(
                 "webhook %s for %s dropped: too many pending",
                 payload.get("event"),
-                _where(self.options.url),
+                safe_url(self.options.url),
             )
             return
         call_id = str(payload.get("call_id", ""))
@@ -163,17 +168,17 @@ class WebhookSender:
                 problem = f"HTTP {status}"
             except TimeoutError:
                 problem = f"no answer in {options.timeout} s"
-            except httpx.HTTPError as exc:
+            except Exception as exc:  # refused, reset, protocol errors: all worth a retry
                 problem = type(exc).__name__
             if attempt < options.tries:
                 log.info(
                     "webhook %s to %s: %s (attempt %d of %d)",
-                    event, _where(options.url), problem, attempt, options.tries,
+                    event, safe_url(options.url), problem, attempt, options.tries,
                 )  # fmt: skip
                 await asyncio.sleep(delays[attempt - 1])
             else:
                 log.warning(
                     "webhook %s to %s: %s; gave up after %d attempts",
-                    event, _where(options.url), problem, attempt,
+                    event, safe_url(options.url), problem, attempt,
                 )  # fmt: skip
         self.outcomes.append(Outcome(event, call_id, False, options.tries, status))

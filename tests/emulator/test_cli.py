@@ -166,9 +166,10 @@ def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> None:
 def test_the_emulator_command_delivers_webhooks() -> None:
     with webhook_receiver() as receiver:
         args = ("emulator", "--port", "0", "--join-timeout", "0.5", "--record-delay", "0.2")
-        with command(*args, "--webhook-url", receiver.url) as lines:
+        with command(*args, "--webhook-url", receiver.url + "?key=s3cr3t") as lines:
             text = "\n".join(lines)
-            assert f"Call events are POSTed to {receiver.url}" in text
+            assert f"Call events are POSTed to {receiver.url}\n" in text
+            assert "s3cr3t" not in text
             base_url = re.search(r"ONEINBOX_BASE_URL=(\S+)", text)
             key = re.search(r"ONEINBOX_API_KEY=(\S+)", text)
             assert base_url and key, text

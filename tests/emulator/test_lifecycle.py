@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
@@ -318,7 +319,10 @@ async def test_a_failing_receiver_gets_the_event_again_until_it_takes_it(
     ]
 
 
-async def test_delivery_gives_up_after_the_bound(receiver: Receiver) -> None:
+async def test_delivery_gives_up_after_the_bound(
+    receiver: Receiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="oneinbox_emulator.webhooks")
     receiver.failures = 1000
     receiver.failure_status = 503
     emulator = emulator_for(receiver, join_timeout=0.1, tries=3, first_retry=0.05)
@@ -332,6 +336,9 @@ async def test_delivery_gives_up_after_the_bound(receiver: Receiver) -> None:
         (False, 3, 503),
         (False, 3, 503),
     ]
+    logged = caplog.text
+    assert "call.failed" in logged and "gave up after 3 attempts" in logged
+    assert "127.0.0.1" in logged and "not-for-logs" not in logged  # the query stays out
 
 
 async def test_an_unreachable_or_silent_receiver_is_retried_within_bounds(
