@@ -113,6 +113,8 @@ class CallLifecycle:
         self._loop = asyncio.get_running_loop()
         self._loop_thread = threading.get_ident()
         self._closed = False
+        if self.webhooks is not None:
+            self.webhooks.reopen()
 
     async def aclose(self) -> None:
         """Cancel every timer and webhook delivery (server shutdown)."""

@@ -120,10 +120,9 @@ class WebhookSender:
 
         task.add_done_callback(forget)
 
-    async def settle(self) -> None:
-        """Wait until every queued delivery has finished (for tests; bound it yourself)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    def reopen(self) -> None:
+        """Accept events again after ``aclose`` (an emulator served a second time)."""
+        self._closed = False
 
     async def aclose(self) -> None:
         self._closed = True
