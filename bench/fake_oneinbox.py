@@ -1,6 +1,6 @@
 """A fast fake OneInbox: raw ASGI, answers ``POST /v1/calls/web`` with 201 at once.
 
-The emulator (``oneinbox_asgi.emulator.api``) routes with Starlette, mints real JWTs
+The emulator (``oneinbox_emulator.api``) routes with Starlette, mints real JWTs
 and keeps a registry: correct, and far too slow to be the floor of a benchmark. This
 one does the least an upstream can: read the body, check the key, answer a fixed-size
 JSON call (a token about as long as a real LiveKit participant token).

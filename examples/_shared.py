@@ -42,7 +42,7 @@ def oneinbox_connection() -> dict[str, Any]:
     """
     if os.environ.get("ONEINBOX_API_KEY"):
         return {}
-    from oneinbox_asgi.emulator.api import DEFAULT_API_KEY, EmulatorAPI  # needs [emulator]
+    from oneinbox_emulator.api import DEFAULT_API_KEY, EmulatorAPI  # needs [emulator]
 
     print(
         "ONEINBOX_API_KEY is not set: using the in-process OneInbox emulator "

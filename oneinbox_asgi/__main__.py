@@ -3,176 +3,22 @@
 demo       the demo site with the widget, on the local emulator unless ONEINBOX_API_KEY
            is set (then on the real OneInbox, with ONEINBOX_AGENT_ID)
 emulator   the OneInbox emulator alone (call API + voice server) for your own app
+
+Both live in the ``oneinbox_emulator`` package of this distribution. This module is the only
+place in ``oneinbox_asgi`` that refers to it: the library itself never depends on the
+emulator. ``oneinbox_emulator.cli`` loads only the standard library on import, so ``--help``
+works without the ``emulator`` extra.
 """
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import os
-import socket
-import sys
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, NoReturn
-
-if TYPE_CHECKING:
-    from .emulator.app import Emulator
-    from .emulator.serving import Served
-
-
-def _fail(message: str) -> NoReturn:
-    print(f"oneinbox_asgi: {message}", file=sys.stderr)
-    raise SystemExit(2)
-
-
-def _need_emulator_extra() -> None:
-    try:
-        import aiortc  # noqa: F401
-        import uvicorn  # noqa: F401
-    except ImportError as exc:
-        _fail(
-            f"the emulator needs the 'emulator' extra ({exc.name} is missing): "
-            "pip install 'oneinbox-asgi[emulator]'"
-        )
-
-
-def _listen(host: str, port: int, what: str) -> socket.socket:
-    from .emulator.serving import bind
-
-    try:
-        return bind(host, port)
-    except OSError as exc:
-        _fail(f"cannot listen on {host}:{port} for the {what} ({exc.strerror}); try another port")
-
-
-def _build_emulator(args: argparse.Namespace) -> Emulator:
-    from .emulator.agent import AgentSettings
-    from .emulator.api import DEFAULT_API_KEY
-    from .emulator.app import Emulator
-    from .emulator.voice.server import VoiceOptions
-
-    settings = AgentSettings(
-        reply=args.reply,
-        max_turns=args.max_turns,
-        max_duration=args.max_duration or None,
-    )
-    return Emulator(
-        api_key=args.api_key or DEFAULT_API_KEY,
-        agents={args.agent_id: settings},
-        voice=VoiceOptions(
-            media_hosts=(args.media_host,), single_peer_connection=not args.dual_pc_only
-        ),
-    )
-
-
-def _add_emulator_options(parser: argparse.ArgumentParser) -> None:
-    group = parser.add_argument_group("emulator")
-    group.add_argument(
-        "--api-key", default=None, help="the key it accepts (default: oi_sk_emulator_…)"
-    )
-    group.add_argument("--agent-id", default="agt_demo", help="the agent it knows")
-    group.add_argument(
-        "--reply",
-        choices=["spoken", "echo"],
-        default="spoken",
-        help="answer with a recorded sentence, or play the caller's words back",
-    )
-    group.add_argument(
-        "--max-turns", type=int, default=None, help="hang up after this many caller turns"
-    )
-    group.add_argument(
-        "--max-duration", type=float, default=600.0, help="seconds per call (0: no limit)"
-    )
-    group.add_argument(
-        "--media-host",
-        default="127.0.0.1",
-        help="the address WebRTC media uses (loopback unless you call from another machine)",
-    )
-    group.add_argument(
-        "--dual-pc-only",
-        action="store_true",
-        help="refuse /rtc/v1 so clients fall back to two peer connections",
-    )
-
-
-def _run_emulator(args: argparse.Namespace) -> None:
-    _need_emulator_extra()
-    from .emulator.serving import Served, serve_together
-
-    emulator = _build_emulator(args)
-    served = Served(emulator, _listen(args.host, args.port, "emulator"))
-    emulator.bind(served.url)
-    print(f"OneInbox emulator on {emulator.base_url} (voice server {emulator.server_url})")
-    print("Point your app at it with:")
-    print(f"  ONEINBOX_BASE_URL={emulator.base_url}")
-    print(f"  ONEINBOX_API_KEY={emulator.api_key}")
-    print(f"  ONEINBOX_AGENT_ID={args.agent_id}")
-    print("Press Ctrl-C to stop.", flush=True)
-    asyncio.run(serve_together(served))
-
-
-def _run_demo(args: argparse.Namespace) -> None:
-    try:
-        import uvicorn  # noqa: F401
-    except ImportError:
-        _fail("the demo needs uvicorn: pip install 'oneinbox-asgi[emulator]'")
-    from .demo import DemoConfig, build_demo_app
-    from .emulator.serving import Served, serve_together
-
-    api_key = os.environ.get("ONEINBOX_API_KEY", "")
-    others: list[Served] = []
-    if api_key:
-        agent_id = os.environ.get("ONEINBOX_AGENT_ID", "")
-        if not agent_id:
-            _fail("ONEINBOX_API_KEY is set, so the demo uses OneInbox: set ONEINBOX_AGENT_ID too")
-        config = DemoConfig(api_key=api_key, agent_id=agent_id, backend="OneInbox")
-        backend_line = f"OneInbox ({os.environ.get('ONEINBOX_BASE_URL') or 'api.oneinbox.ai'})"
-    else:
-        _need_emulator_extra()
-        emulator = _build_emulator(args)
-        others.append(Served(emulator, _listen(args.host, args.emulator_port, "emulator")))
-        emulator.bind(others[0].url)
-        config = DemoConfig(
-            api_key=emulator.api_key,
-            agent_id=args.agent_id,
-            base_url=emulator.base_url,
-            backend="the local OneInbox emulator",
-        )
-        backend_line = f"the local OneInbox emulator at {emulator.base_url}"
-    site = Served(build_demo_app(config), _listen(args.host, args.port, "demo site"))
-    print(f"oneinbox-asgi demo: open {site.url}/")
-    print(f"  calls go to {backend_line}")
-    print("Press Ctrl-C to stop.", flush=True)
-    asyncio.run(serve_together(site, *others))
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(
-        prog="python -m oneinbox_asgi", description="oneinbox-asgi: the demo and the emulator"
-    )
-    commands = parser.add_subparsers(dest="command", required=True)
+    from oneinbox_emulator.cli import main as run
 
-    demo = commands.add_parser("demo", help="the demo site with the widget")
-    demo.add_argument("--host", default="127.0.0.1")
-    demo.add_argument("--port", type=int, default=8000)
-    demo.add_argument(
-        "--emulator-port", type=int, default=0, help="the emulator's port (0: any free one)"
-    )
-    _add_emulator_options(demo)
-
-    emulator = commands.add_parser("emulator", help="the OneInbox emulator alone")
-    emulator.add_argument("--host", default="127.0.0.1")
-    emulator.add_argument("--port", type=int, default=7880)
-    _add_emulator_options(emulator)
-
-    args = parser.parse_args(argv)
-    try:
-        if args.command == "demo":
-            _run_demo(args)
-        else:
-            _run_emulator(args)
-    except KeyboardInterrupt:
-        pass
+    run(argv, package="oneinbox_asgi")
 
 
 if __name__ == "__main__":

@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from oneinbox_asgi.emulator.api import DEFAULT_API_KEY, EmulatorAPI
+from oneinbox_emulator.api import DEFAULT_API_KEY, EmulatorAPI
 
 from .support import API_KEY
 

@@ -23,7 +23,7 @@ from oneinbox_asgi import (
     StarletteSessionReader,
     allow_anonymous,
 )
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from .apps import SESSION_SECRET, authorize, starlette_app
 from .servers import serve

@@ -13,7 +13,7 @@ import httpx
 import pytest
 
 from oneinbox_asgi import CallRequest, Forbidden
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from .apps import starlette_app
 from .support import API_KEY, START, client_for, error_code, logged_in

@@ -11,7 +11,7 @@ import pytest
 from starlette.applications import Starlette
 
 from oneinbox_asgi import OneInboxMiddleware, allow_anonymous
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from .apps import starlette_app
 from .support import API_KEY, START, error_code, logged_in

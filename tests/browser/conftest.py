@@ -65,7 +65,7 @@ class Site:
     """The running host app, and the knobs tests turn."""
 
     url: str
-    fake: Any  # oneinbox_asgi.emulator.api.EmulatorAPI
+    fake: Any  # oneinbox_emulator.api.EmulatorAPI
     pages: dict[str, tuple[str, bool]] = field(default_factory=dict)
     requests: list[Recorded] = field(default_factory=list)
 
@@ -185,7 +185,7 @@ def chromium_browser() -> Iterator[Any]:
 def site(chromium_browser: Any) -> Iterator[Site]:
     import uvicorn
 
-    from oneinbox_asgi.emulator.api import EmulatorAPI
+    from oneinbox_emulator.api import EmulatorAPI
 
     fake = EmulatorAPI(api_keys=[API_KEY])
     fake.registry.agents.update({"agt_demo", "agt_sales"})

@@ -19,13 +19,13 @@ import httpx
 import numpy as np
 import pytest
 
-from oneinbox_asgi.demo import DemoConfig, build_demo_app
-from oneinbox_asgi.emulator.agent import AgentSettings
-from oneinbox_asgi.emulator.app import Emulator
-from oneinbox_asgi.emulator.serving import BackgroundServers, Served, bind
-from oneinbox_asgi.emulator.voice.media import SAMPLE_RATE, load_clip
-from oneinbox_asgi.emulator.voice.server import VoiceOptions
-from oneinbox_asgi.emulator.voice.session import SessionTimings
+from oneinbox_emulator.agent import AgentSettings
+from oneinbox_emulator.app import Emulator
+from oneinbox_emulator.demo import DemoConfig, build_demo_app
+from oneinbox_emulator.serving import BackgroundServers, Served, bind
+from oneinbox_emulator.voice.media import SAMPLE_RATE, load_clip
+from oneinbox_emulator.voice.server import VoiceOptions
+from oneinbox_emulator.voice.session import SessionTimings
 
 from ..chromium import launched
 
@@ -99,6 +99,7 @@ def stack(chromium: Any) -> Iterator[Stack]:
     emulator = Emulator(
         agents={AGENT_ID: AgentSettings()},
         voice=VoiceOptions(departure_timeout=2.0, timings=SessionTimings(connect_timeout=8.0)),
+        record_delay=0.0,  # the tests read the transcript as soon as a call ends
     )
     emulator_slot = Served(emulator, bind())
     emulator.bind(emulator_slot.url)

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
-from oneinbox_asgi.emulator.agent import AgentSettings
+from oneinbox_emulator.agent import AgentSettings
 
 from .conftest import TIMEOUT_MS, TIMINGS, Stack, wait_until
 

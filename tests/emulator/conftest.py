@@ -15,12 +15,12 @@ import httpx
 import pytest
 import uvicorn
 
-from oneinbox_asgi.emulator import DEFAULT_API_KEY
-from oneinbox_asgi.emulator.agent import AgentSettings
-from oneinbox_asgi.emulator.app import Emulator
-from oneinbox_asgi.emulator.serving import bind, url_of
-from oneinbox_asgi.emulator.voice.server import VoiceOptions
-from oneinbox_asgi.emulator.voice.session import SessionTimings
+from oneinbox_emulator import DEFAULT_API_KEY
+from oneinbox_emulator.agent import AgentSettings
+from oneinbox_emulator.app import Emulator
+from oneinbox_emulator.serving import bind, url_of
+from oneinbox_emulator.voice.server import VoiceOptions
+from oneinbox_emulator.voice.session import SessionTimings
 
 from ..chromium import launched, unavailable
 
@@ -36,14 +36,16 @@ def auth(key: str = DEFAULT_API_KEY) -> dict[str, str]:
     return {"authorization": f"Bearer {key}"}
 
 
-def quick_emulator(**agent: Any) -> Emulator:
-    """An emulator whose timeouts suit tests; ``agent`` overrides the demo agent's settings."""
+def quick_emulator(*, record_delay: float = 0.0, **agent: Any) -> Emulator:
+    """An emulator whose timeouts suit tests; ``agent`` overrides the demo agent's settings.
+    Records are written as calls end unless ``record_delay`` says otherwise."""
     return Emulator(
         agents={"agt_demo": AgentSettings(**agent)},
         voice=VoiceOptions(
             departure_timeout=1.0,
             timings=SessionTimings(connect_timeout=5.0, leave_grace=0.2),
         ),
+        record_delay=record_delay,
     )
 
 

@@ -27,8 +27,8 @@ from av import AudioFrame
 from livekit.protocol import models, rtc
 from websockets.asyncio.client import ClientConnection, connect
 
-from oneinbox_asgi.emulator.voice.loopback import gather_only_on
-from oneinbox_asgi.emulator.voice.media import level_dbfs, to_mono
+from oneinbox_emulator.voice.loopback import gather_only_on
+from oneinbox_emulator.voice.media import level_dbfs, to_mono
 
 
 class ToneTrack(AudioStreamTrack):

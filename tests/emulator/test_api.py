@@ -10,9 +10,9 @@ import httpx
 import jwt
 import pytest
 
-from oneinbox_asgi.emulator import DEFAULT_API_KEY, EmulatorAPI
-from oneinbox_asgi.emulator.registry import CallRegistry
-from oneinbox_asgi.emulator.tokens import TokenError, TokenSigner
+from oneinbox_emulator import DEFAULT_API_KEY, EmulatorAPI
+from oneinbox_emulator.registry import CallRegistry
+from oneinbox_emulator.tokens import TokenError, TokenSigner
 
 from .conftest import auth
 
@@ -230,3 +230,65 @@ def test_tokens_are_checked_for_signature_issuer_time_and_grant() -> None:
         signer.verify(no_room, now=1030)
     with pytest.raises(TokenError, match="malformed"):
         signer.verify("not.a.token", now=1030)
+
+
+async def test_usage_counts_today_and_this_month(clock: Clock) -> None:
+    clock.now = 1_764_460_800.0  # 2025-11-30T00:00:00Z: a day that is also in a month's end
+    api = EmulatorAPI(registry=CallRegistry(["agt_demo"], clock=clock), max_calls_per_day=3)
+    transport = httpx.ASGITransport(app=api)
+    async with httpx.AsyncClient(transport=transport, base_url="http://emulator") as client:
+        clock.now -= 3600  # yesterday, this month
+        yesterday = (await create(client)).json()["id"]
+        api.registry.mark_joined(yesterday)
+        clock.now += 90
+        await client.post(f"/v1/calls/{yesterday}/stop", headers=auth())
+        clock.now += 3600
+        for _ in range(2):
+            await create(client)
+        usage = (await client.get("/v1/usage", headers=auth())).json()
+        assert usage == {
+            "calls_made_today": 2,
+            "max_calls_per_day": 3,
+            "calls_remaining_today": 1,
+            "calls_this_month": 3,
+            "minutes_used_this_month": 1.5,
+            "cost_cents_this_month": 15.0,
+            "period_start": "2025-11-01T00:00:00Z",
+        }
+        assert (await create(client)).status_code == 201
+        # The daily cap: how OneInbox signals it is undocumented; the emulator answers 429.
+        refused = await create(client)
+        assert refused.status_code == 429 and "Daily call limit" in refused.json()["detail"]
+        usage = (await client.get("/v1/usage", headers=auth())).json()
+        assert usage["calls_made_today"] == 3 and usage["calls_remaining_today"] == 0
+        clock.now += 86_400  # a new UTC day (and month)
+        assert (await create(client)).status_code == 201
+        usage = (await client.get("/v1/usage", headers=auth())).json()
+        assert usage["calls_this_month"] == 1 and usage["period_start"] == "2025-12-01T00:00:00Z"
+        assert (await client.get("/v1/usage")).status_code == 401
+
+
+async def test_without_a_cap_usage_says_so(client: httpx.AsyncClient) -> None:
+    for _ in range(3):
+        assert (await create(client)).status_code == 201
+    usage = (await client.get("/v1/usage", headers=auth())).json()
+    assert usage["calls_made_today"] == 3
+    assert usage["max_calls_per_day"] is None and usage["calls_remaining_today"] is None
+
+
+async def test_the_api_alone_writes_the_record_as_the_call_ends(
+    client: httpx.AsyncClient, api: EmulatorAPI, clock: Clock
+) -> None:
+    call_id = (await create(client, variables={"customer_name": "Ada"})).json()["id"]
+    api.registry.mark_joined(call_id)
+    api.registry.add_message(call_id, "agent", "Hi Ada!")
+    api.registry.add_message(call_id, "user", "(caller spoke 1.0 s)")
+    during = (await client.get(f"/v1/calls/{call_id}", headers=auth())).json()
+    assert during["messages"] == [] and during["ai_summary"] is None  # only after the end
+    clock.now += 120
+    record = (await client.post(f"/v1/calls/{call_id}/stop", headers=auth())).json()
+    assert [m["role"] for m in record["messages"]] == ["agent", "user"]
+    assert record["credits_used"] == 2.0 and record["cost_cents"] == 20.0
+    assert record["analysis"]["successful"] is True and record["analysis"]["user_turns"] == 1
+    assert record["ai_summary"].startswith("The demo agent greeted Ada; Ada spoke once.")
+    assert record["latency"]["llm_ttft"]["samples"] == 0

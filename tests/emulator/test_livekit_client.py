@@ -17,9 +17,9 @@ from starlette.applications import Starlette
 from starlette.responses import FileResponse, HTMLResponse
 from starlette.routing import Route
 
-from oneinbox_asgi.emulator.app import Emulator
-from oneinbox_asgi.emulator.serving import BackgroundServers, Served, bind
-from oneinbox_asgi.emulator.voice.server import VoiceOptions
+from oneinbox_emulator.app import Emulator
+from oneinbox_emulator.serving import BackgroundServers, Served, bind
+from oneinbox_emulator.voice.server import VoiceOptions
 
 from .conftest import auth, quick_emulator
 from .test_voice_server import tamper

@@ -15,9 +15,9 @@ from livekit.protocol import models
 from websockets.asyncio.client import connect
 from websockets.exceptions import InvalidStatus
 
-from oneinbox_asgi.emulator.app import Emulator
-from oneinbox_asgi.emulator.voice.server import VoiceOptions
-from oneinbox_asgi.emulator.voice.session import SessionTimings
+from oneinbox_emulator.app import Emulator
+from oneinbox_emulator.voice.server import VoiceOptions
+from oneinbox_emulator.voice.session import SessionTimings
 
 from .conftest import LiveEmulator, auth, serving
 from .lkpeer import PyParticipant
@@ -115,8 +115,25 @@ async def test_a_caller_who_speaks_gets_answers_and_a_user_transcript(live: Live
         assert user_lines[0][1].startswith("(caller spoke ") and user_lines[0][1].endswith(" s)")
         assert user_lines[0][0] == me.heard.join.participant.identity
         await until(lambda: "thinking" in me.heard.agent_states)
+        # Like OneInbox, the record shows the transcript only once the call is over.
+        assert (await live.record(call["id"]))["messages"] == []
+        # The answer's first audio went out (the greeting's was the first).
+        timings = live.emulator.registry.get(call["id"]).timings
+        await until(lambda: len(timings.samples.get("tts_ttfb", [])) == 2)
+        await live.client.post(f"/v1/calls/{call['id']}/stop", headers=auth())
         record = await live.record(call["id"])
-        assert [m["role"] for m in record["messages"]][:2] == ["agent", "user"]
+        assert [m["role"] for m in record["messages"]][:3] == ["agent", "user", "agent"]
+        # The latency figures come from this very call: one turn, two utterances spoken.
+        latency = record["latency"]
+        assert latency["eou_delay"]["samples"] == 1
+        assert 550 <= latency["eou_delay"]["p50_ms"] <= 800  # 0.6 s of silence ends a turn
+        assert latency["llm_ttft"]["samples"] == 1 and latency["llm_ttft"]["min_ms"] >= 45
+        assert latency["tts_ttfb"]["samples"] == 2
+        assert 0 <= latency["tts_ttfb"]["max_ms"] < 1000
+        connect = latency["connect"]
+        assert all(connect[k] is not None and connect[k] >= 0 for k in connect), connect
+        assert record["analysis"]["user_turns"] == 1 and record["analysis"]["successful"]
+        assert "Ada spoke once" in record["ai_summary"]
     finally:
         await me.close()
 

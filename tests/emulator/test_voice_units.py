@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from livekit.protocol import rtc
 
-from oneinbox_asgi.emulator.agent import (
+from oneinbox_emulator.agent import (
     REPLY_TEXT,
     AgentSettings,
     AgentState,
@@ -21,9 +21,9 @@ from oneinbox_asgi.emulator.agent import (
     Role,
     greeting_text,
 )
-from oneinbox_asgi.emulator.voice import protocol
-from oneinbox_asgi.emulator.voice.loopback import gather_only_on
-from oneinbox_asgi.emulator.voice.media import (
+from oneinbox_emulator.voice import protocol
+from oneinbox_emulator.voice.loopback import gather_only_on
+from oneinbox_emulator.voice.media import (
     FRAME_SAMPLES,
     SAMPLE_RATE,
     AgentVoice,
@@ -32,8 +32,8 @@ from oneinbox_asgi.emulator.voice.media import (
     load_clip,
     to_mono,
 )
-from oneinbox_asgi.emulator.voice.sdp import label_streams, msid_tracks_by_mid, parse_candidate
-from oneinbox_asgi.emulator.voice.speech import SpeechDetector
+from oneinbox_emulator.voice.sdp import label_streams, msid_tracks_by_mid, parse_candidate
+from oneinbox_emulator.voice.speech import SpeechDetector
 
 OFFER = "\r\n".join(
     [
@@ -211,6 +211,7 @@ class FakeRoom:
         self.states: list[AgentState] = []
         self.lines: list[tuple[Role, str]] = []
         self.spoken: list[int] = []
+        self.measures: list[tuple[str, float]] = []
         self.hung_up = asyncio.Event()
 
     def set_state(self, state: AgentState) -> None:
@@ -222,6 +223,9 @@ class FakeRoom:
 
     def transcript(self, role: Role, text: str) -> None:
         self.lines.append((role, text))
+
+    def measured(self, metric: str, ms: float) -> None:
+        self.measures.append((metric, ms))
 
     def hang_up(self) -> None:
         self.hung_up.set()
@@ -267,6 +271,10 @@ async def test_the_agent_greets_answers_and_hangs_up_after_its_turns() -> None:
         "speaking", "listening", "thinking", "speaking", "listening", "thinking", "speaking",
     ]  # fmt: skip
     assert room.spoken == [load_clip(n).size for n in ("greeting.ogg", "reply.ogg", "goodbye.ogg")]
+    # Per turn: the end-of-utterance delay (the silence that ended it), then the think time.
+    assert [m for m, _ in room.measures] == ["eou_delay", "llm_ttft"] * 2
+    eou = [ms for m, ms in room.measures if m == "eou_delay"]
+    assert all(590 <= ms <= 700 for ms in eou), eou  # end_of_speech_seconds is 0.6
 
 
 @pytest.mark.anyio

@@ -16,7 +16,7 @@ from typing import Any
 
 import httpx
 
-from oneinbox_asgi.emulator.api import DEFAULT_API_KEY
+from oneinbox_emulator.api import DEFAULT_API_KEY
 
 START = "/oneinbox/start-call"
 WIDGET_TAG = '<script src="/oneinbox/widget.js" async></script>'

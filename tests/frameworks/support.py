@@ -14,7 +14,7 @@ from typing import Any
 
 import httpx
 
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..apps import authorize, variables
 from ..servers import serve

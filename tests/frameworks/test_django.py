@@ -15,7 +15,7 @@ from asgiref.sync import sync_to_async
 from django.core.asgi import get_asgi_application
 
 from oneinbox_asgi import DjangoSessionReader, OneInboxMiddleware
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
 from . import django_site

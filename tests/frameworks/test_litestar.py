@@ -21,8 +21,8 @@ from litestar.middleware.session.server_side import ServerSideSessionConfig
 from litestar.params import FromPath, FromQuery
 
 from oneinbox_asgi import ConfigurationError, OneInboxMiddleware
-from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.integrations.litestar import CALL_ROUTES, OneInboxPlugin
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
 from .support import (

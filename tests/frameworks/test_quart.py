@@ -13,7 +13,7 @@ import pytest
 from quart import Quart, request, session
 
 from oneinbox_asgi import OneInboxMiddleware, QuartSessionReader
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
 from .support import (

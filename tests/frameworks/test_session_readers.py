@@ -32,8 +32,8 @@ from oneinbox_asgi import (
     SessionReader,
     StarletteSessionReader,
 )
-from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.sessions import MAX_COOKIE_BYTES
+from oneinbox_emulator.api import EmulatorAPI
 
 from . import django_site
 from . import test_django as django_tests

@@ -9,7 +9,7 @@ import httpx
 import pytest
 
 from oneinbox_asgi import CallEvent
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..support import AGENT_ID, API_KEY, END, START, FakeClock, broker, client_for
 

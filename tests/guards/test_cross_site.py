@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from oneinbox_asgi import ConfigurationError
-from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.guards.cross_site import CrossSiteGuard
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..apps import starlette_app
 from ..support import END, START, broker, error_code

@@ -5,9 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.guards import MemoryStore
 from oneinbox_asgi.guards.handles import HandleSigner
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..apps import starlette_app
 from ..support import END, START, FakeClock, broker, client_for, error_code

@@ -12,9 +12,9 @@ import pytest
 from oneinbox_asgi import CallRequest, ConfigurationError, allow_anonymous
 from oneinbox_asgi.client_address import ClientAddress
 from oneinbox_asgi.config import Settings
-from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.guards import MemoryStore, RateLimit
 from oneinbox_asgi.guards.limits import limit_key
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..support import END, START, FakeClock, broker, client_for, error_code, options
 from .conftest import StoreFactory

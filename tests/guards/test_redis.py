@@ -19,8 +19,8 @@ import anyio
 import httpx
 import pytest
 
-from oneinbox_asgi.emulator.api import EmulatorAPI
 from oneinbox_asgi.guards import RedisStore, StoreUnavailable
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
 from ..support import AGENT_ID, API_KEY, END, START, broker, client_for, error_code

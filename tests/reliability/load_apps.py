@@ -9,7 +9,7 @@ from __future__ import annotations
 from starlette.applications import Starlette
 
 from oneinbox_asgi import OneInboxMiddleware, allow_anonymous
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..support import API_KEY, UNLIMITED
 

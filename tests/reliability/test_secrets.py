@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from oneinbox_asgi import CallRequest
-from oneinbox_asgi.emulator.api import EmulatorAPI
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..apps import starlette_app
 from ..support import API_KEY, START, logged_in

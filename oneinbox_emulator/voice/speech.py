@@ -15,6 +15,9 @@ class Utterance:
     """From the first voiced frame to the last one, trailing silence excluded."""
     samples: Samples
     """The audio heard (mono float, 48 kHz), for an agent that echoes it back."""
+    end_delay: float = 0.0
+    """Seconds of audio between the last voiced frame and the moment the end was detected
+    (the end-of-utterance delay)."""
 
 
 @dataclass(slots=True)
@@ -79,7 +82,8 @@ class SpeechDetector:
 
     def _finish(self) -> Utterance:
         seconds = self._length - self._gap
+        end_delay = self._gap
         kept = round(seconds / self._length * sum(f.size for f in self._frames))
         audio = np.concatenate(self._frames)[:kept] if self._frames else np.zeros(0, np.float32)
         self.reset()
-        return Utterance(seconds=round(seconds, 3), samples=audio)
+        return Utterance(seconds=round(seconds, 3), samples=audio, end_delay=round(end_delay, 3))

@@ -8,6 +8,7 @@ lines, and hangs up through an ``AgentIO`` the room provides, and hears the call
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -64,6 +65,9 @@ class AgentIO(Protocol):
 
     def transcript(self, role: Role, text: str) -> None: ...
 
+    def measured(self, metric: str, ms: float) -> None:
+        """One latency sample for the call record (``llm_ttft``, ``eou_delay``, ...)."""
+
     def hang_up(self) -> None: ...
 
 
@@ -119,9 +123,13 @@ class DemoAgent:
             self._set_state("listening")
             utterance = await self._utterances.get()
             self.turns += 1
+            self.io.measured("eou_delay", utterance.end_delay * 1000)
             self.io.transcript("user", f"(caller spoke {utterance.seconds:.1f} s)")
             self._set_state("thinking")
+            # The emulator's "LLM" is this pause: its time to first token is the pause as slept.
+            thinking = time.monotonic()
             await asyncio.sleep(settings.thinking_seconds)
+            self.io.measured("llm_ttft", (time.monotonic() - thinking) * 1000)
             if settings.max_turns is not None and self.turns >= settings.max_turns:
                 break
             if settings.reply == "echo":

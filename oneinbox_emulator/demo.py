@@ -21,8 +21,8 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp
 
-from . import CallRequest, OneInboxMiddleware
-from .widget import script_tag
+from oneinbox_asgi import CallRequest, OneInboxMiddleware
+from oneinbox_asgi.widget import script_tag
 
 MAX_NAME = 60
 

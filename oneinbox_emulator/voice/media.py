@@ -32,8 +32,8 @@ Samples = npt.NDArray[np.float32]
 
 @cache
 def load_clip(name: str) -> Pcm:
-    """A sound shipped in ``oneinbox_asgi/emulator/sounds`` as 48 kHz mono PCM (decoded once)."""
-    source = resources.files("oneinbox_asgi.emulator").joinpath("sounds", name)
+    """A sound shipped in ``oneinbox_emulator/sounds`` as 48 kHz mono PCM (decoded once)."""
+    source = resources.files("oneinbox_emulator").joinpath("sounds", name)
     resampler = av.AudioResampler(format="s16", layout="mono", rate=SAMPLE_RATE)
     parts: list[Pcm] = []
     with source.open("rb") as handle, av.open(handle, mode="r") as container:
@@ -63,22 +63,23 @@ class AgentVoice:
     """
 
     def __init__(self) -> None:
-        self._queue: deque[tuple[Pcm, asyncio.Future[None]]] = deque()
+        self._queue: deque[tuple[Pcm, asyncio.Future[None], Callable[[], None] | None]] = deque()
         self._offset = 0
         self.frames_with_speech = 0
 
-    def say(self, pcm: Pcm) -> asyncio.Future[None]:
+    def say(self, pcm: Pcm, on_start: Callable[[], None] | None = None) -> asyncio.Future[None]:
+        """Queue ``pcm``; ``on_start()`` runs when its first frame goes out (for latency)."""
         done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if pcm.size == 0:
             done.set_result(None)
         else:
-            self._queue.append((pcm, done))
+            self._queue.append((pcm, done, on_start))
         return done
 
     def hush(self) -> None:
         """Drop everything queued; pending ``say`` futures resolve."""
         while self._queue:
-            _, done = self._queue.popleft()
+            _, done, _ = self._queue.popleft()
             if not done.done():
                 done.set_result(None)
         self._offset = 0
@@ -91,7 +92,9 @@ class AgentVoice:
         frame = np.zeros(FRAME_SAMPLES, np.int16)
         filled = 0
         while filled < FRAME_SAMPLES and self._queue:
-            pcm, done = self._queue[0]
+            pcm, done, on_start = self._queue[0]
+            if self._offset == 0 and on_start is not None:
+                on_start()
             take = min(FRAME_SAMPLES - filled, pcm.size - self._offset)
             frame[filled : filled + take] = pcm[self._offset : self._offset + take]
             filled += take

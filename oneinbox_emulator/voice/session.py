@@ -22,7 +22,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
 from aiortc import (
     RTCBundlePolicy,
@@ -39,10 +39,7 @@ from .loopback import gather_only_on, is_loopback
 from .media import AgentAudioTrack
 from .sdp import label_streams, msid_tracks_by_mid, parse_candidate
 
-if TYPE_CHECKING:
-    from .room import VoiceRoom
-
-log = logging.getLogger("oneinbox_asgi.emulator.voice")
+log = logging.getLogger("oneinbox_emulator.voice")
 
 PUBLISHER = rtc.SignalTarget.PUBLISHER
 SUBSCRIBER = rtc.SignalTarget.SUBSCRIBER
@@ -57,6 +54,40 @@ class SignalSocket(Protocol):
         """The next message, or None once the socket is closed (by either side)."""
 
     async def close(self, code: int = 1000) -> None: ...
+
+
+class SessionRoom(Protocol):
+    """The room a session belongs to, as the session sees it (``room.VoiceRoom`` is one).
+
+    Declared here rather than importing the room: the room drives its sessions, so the
+    session module must not depend on the room module, not even for types.
+    """
+
+    @property
+    def sid(self) -> str: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def created_at(self) -> float: ...
+
+    def agent_info(self) -> Any:
+        """The agent's ``ParticipantInfo``, for the join response."""
+
+    def track_owners(self) -> dict[str, str]:
+        """Track sid → participant sid, for the msid labels in our SDP."""
+
+    def new_agent_track(self) -> AgentAudioTrack: ...
+
+    def session_connected(self, session: SignalSession) -> None:
+        """The session's primary peer connection is up: the caller is in the call."""
+
+    def caller_track(self, session: SignalSession, track: Any) -> None:
+        """The caller's microphone arrived."""
+
+    def session_gone(self, session: SignalSession) -> None:
+        """The session ended (left, dropped, or sent away)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,7 +111,7 @@ class SignalSession:
     def __init__(
         self,
         socket: SignalSocket,
-        room: VoiceRoom,
+        room: SessionRoom,
         grant: Grant,
         params: JoinParams,
         *,

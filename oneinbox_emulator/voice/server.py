@@ -30,7 +30,7 @@ from .media import CallerAudio
 from .room import VoiceRoom
 from .session import JoinParams, SessionTimings, SignalSession
 
-log = logging.getLogger("oneinbox_asgi.emulator.voice")
+log = logging.getLogger("oneinbox_emulator.voice")
 
 ROOM_GONE = "requested room does not exist"
 

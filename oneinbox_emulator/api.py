@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import time
 from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
@@ -68,7 +69,13 @@ def _wrong_type(field_name: str, expected: str) -> dict[str, Any]:
 
 
 class EmulatorAPI:
-    """POST /v1/calls/web, GET /v1/calls/{id}, POST /v1/calls/{id}/stop, GET /v1/calls."""
+    """POST /v1/calls/web, GET /v1/calls/{id}, POST /v1/calls/{id}/stop, GET /v1/calls,
+    GET /v1/usage.
+
+    ``max_calls_per_day``: the account's daily cap (UTC days); creating a call beyond it is
+    answered 429 (how OneInbox signals it is not documented). None: no cap, and
+    ``/v1/usage`` shows ``max_calls_per_day`` and ``calls_remaining_today`` as null.
+    """
 
     def __init__(
         self,
@@ -78,8 +85,10 @@ class EmulatorAPI:
         server_url: str = "ws://127.0.0.1:7880",
         signer: TokenSigner | None = None,
         token_ttl: float = 15 * 60,
+        max_calls_per_day: int | None = None,
     ) -> None:
         self.registry = registry or CallRegistry()
+        self.max_calls_per_day = max_calls_per_day
         self.api_keys = frozenset(api_keys)
         self.server_url = server_url
         self.signer = signer or TokenSigner("APIemulator", secrets.token_urlsafe(32))
@@ -92,6 +101,7 @@ class EmulatorAPI:
                 Route("/v1/calls", self._list_calls, methods=["GET"]),
                 Route("/v1/calls/{call_id}", self._get_call, methods=["GET"]),
                 Route("/v1/calls/{call_id}/stop", self._stop_call, methods=["POST"]),
+                Route("/v1/usage", self._usage, methods=["GET"]),
             ]
         )
 
@@ -204,13 +214,24 @@ class EmulatorAPI:
         assert isinstance(agent_id, str)
         if agent_id not in self.registry.agents:
             return _detail(404, "Agent not found")
+        cap = self.max_calls_per_day
+        if cap is not None and self.registry.calls_today() >= cap:
+            return _detail(429, f"Daily call limit reached ({cap} calls per day)")
+        setup_started = time.perf_counter()
         variables: dict[str, Any] = payload.get("variables") or {}
-        call = self.registry.create(agent_id, variables, payload.get("metadata") or {})
+        room_name = "room_" + secrets.token_hex(8)
         token = self.signer.mint(
-            room=call.room_name,
-            identity="caller-" + call.id.removeprefix("call_"),
+            room=room_name,
+            identity="caller-" + room_name.removeprefix("room_"),
             name=str(variables.get("customer_name", "")),
             ttl=self.token_ttl,
+        )
+        call = self.registry.create(
+            agent_id,
+            variables,
+            payload.get("metadata") or {},
+            room_name=room_name,
+            setup_ms=(time.perf_counter() - setup_started) * 1000,
         )
         record = call.record()
         return JSONResponse(
@@ -262,3 +283,8 @@ class EmulatorAPI:
         return JSONResponse(
             {"items": [c.record() for c in items], "total": total, "limit": limit, "offset": offset}
         )
+
+    async def _usage(self, request: Request) -> Response:
+        if (denied := self._authenticate(request)) is not None:
+            return denied
+        return JSONResponse(self.registry.usage(max_calls_per_day=self.max_calls_per_day))

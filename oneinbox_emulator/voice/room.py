@@ -32,7 +32,7 @@ from .media import (
 )
 from .session import SignalSession
 
-log = logging.getLogger("oneinbox_asgi.emulator.voice")
+log = logging.getLogger("oneinbox_emulator.voice")
 
 AGENT_IDENTITY = "agent"
 AGENT_NAME = "OneInbox demo agent"
@@ -43,6 +43,7 @@ LEAVE_REASONS: dict[str, models.DisconnectReason] = {
     "agent_hangup": protocol.DisconnectReason.ROOM_DELETED,
     "max_duration": protocol.DisconnectReason.ROOM_CLOSED,
     "connection_lost": protocol.DisconnectReason.SIGNAL_CLOSE,
+    "join_timeout": protocol.DisconnectReason.JOIN_FAILURE,
     "server_shutdown": protocol.DisconnectReason.SERVER_SHUTDOWN,
 }
 
@@ -75,6 +76,9 @@ class VoiceRoom:
         self._started = False
         self._tasks: set[asyncio.Task[Any]] = set()
         self._departure: asyncio.Task[Any] | None = None
+        self._greeted = False
+        # The agent "answers" as the room opens (the caller's first join dispatches it).
+        call.timings.answered = time.monotonic()
 
     # -- what the caller is told about the agent ----------------------------------------------
 
@@ -142,7 +146,17 @@ class VoiceRoom:
             self.caller.send_signal(protocol.participant_update([self.agent_info()]))
 
     async def speak(self, pcm: Pcm) -> None:
-        played = self.voice.say(pcm)
+        asked = time.monotonic()
+
+        def first_frame() -> None:
+            # Time to first audio of each utterance; the first one is also the greeting.
+            now = time.monotonic()
+            self.call.timings.add("tts_ttfb", (now - asked) * 1000)
+            if not self._greeted:
+                self._greeted = True
+                self.call.timings.greeting = now
+
+        played = self.voice.say(pcm, on_start=first_frame)
         # Bounded: if nobody pulls the audio (caller gone), the agent must not hang forever.
         # (asyncio.timeout, not wait_for: on 3.11 wait_for swallows a cancellation that
         # arrives as the future completes, and close() does both at once.)
@@ -165,6 +179,9 @@ class VoiceRoom:
         )
         for packet in protocol.text_stream_packets(subject, segment_id, text):
             session.send_data(packet)
+
+    def measured(self, metric: str, ms: float) -> None:
+        self.call.timings.add(metric, ms)
 
     def hang_up(self) -> None:
         self._end("agent_hangup")
