@@ -9,6 +9,8 @@ from .config import Settings
 from .guards.cross_site import CrossSiteGuard
 from .guards.handles import HandleSigner
 from .guards.limits import Limits
+from .lifecycle import Lifecycle
+from .stores.base import CallLedger
 from .upstream import OneInboxClient
 
 
@@ -22,18 +24,32 @@ class Broker:
     client_address: ClientAddress
     limits: Limits
     handles: HandleSigner
+    #: None when the store keeps no calls (a custom ``LimitStore`` without ``CallLedger``).
+    lifecycle: Lifecycle | None
 
     @classmethod
     def build(cls, settings: Settings) -> Broker:
         store = settings.store
+        upstream = OneInboxClient(
+            api_key=settings.api_key,
+            base_url=settings.base_url,
+            timeout=settings.timeout,
+            transport=settings.transport,
+        )
+        lifecycle = None
+        if isinstance(store, CallLedger):
+            lifecycle = Lifecycle(
+                ledger=store,
+                clock=store.clock,
+                upstream=upstream,
+                max_call_seconds=settings.max_call_seconds,
+                on_call_ended=settings.on_call_ended,
+                on_call_record=settings.on_call_record,
+            )
         return cls(
             settings=settings,
-            upstream=OneInboxClient(
-                api_key=settings.api_key,
-                base_url=settings.base_url,
-                timeout=settings.timeout,
-                transport=settings.transport,
-            ),
+            upstream=upstream,
+            lifecycle=lifecycle,
             cross_site=CrossSiteGuard(settings.trusted_origins),
             client_address=ClientAddress(settings.trusted_proxies),
             limits=Limits(

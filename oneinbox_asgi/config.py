@@ -20,9 +20,9 @@ from .checks import hook_or_none, positive_int_or_none, positive_seconds, string
 from .client_address import Network
 from .errors import ConfigurationError
 from .guards.limits import RateLimit
-from .hooks import EventHook, Hook
+from .hooks import EventHook, Hook, WebhookVerifier
 from .sessions import SessionReader
-from .stores.base import LimitStore
+from .stores.base import CallLedger, LimitStore
 from .transport import Transport
 from .transport.httpx_transport import HttpxTransport
 from .upstream import DEFAULT_BASE_URL
@@ -61,6 +61,9 @@ class Options(TypedDict, total=False):
     store: LimitStore | str | None
     on_call_started: EventHook | None
     on_call_ended: EventHook | None
+    on_call_record: EventHook | None
+    webhooks: bool
+    webhook_verifier: WebhookVerifier | None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -90,6 +93,12 @@ class Settings:
     owns_store: bool
     on_call_started: EventHook | None
     on_call_ended: EventHook | None
+    #: OneInbox's full record of an ended call (transcript, summary), once per call.
+    on_call_record: EventHook | None
+    #: Whether ``POST {prefix}/webhook`` is mounted for OneInbox's deliveries.
+    webhooks: bool
+    #: ``(headers, raw body) -> bool`` (sync or async): a delivery's signature check.
+    webhook_verifier: WebhookVerifier | None
 
     def __repr__(self) -> str:  # never the key
         return f"Settings(prefix={self.prefix!r}, base_url={self.base_url!r})"
@@ -118,6 +127,9 @@ class Settings:
         store: LimitStore | str | None = None,
         on_call_started: EventHook | None = None,
         on_call_ended: EventHook | None = None,
+        on_call_record: EventHook | None = None,
+        webhooks: bool = False,
+        webhook_verifier: WebhookVerifier | None = None,
     ) -> Settings:
         key = api_key if api_key is not None else os.environ.get("ONEINBOX_API_KEY")
         if not key or not isinstance(key, str):
@@ -169,10 +181,28 @@ class Settings:
             "max_call_seconds": positive_seconds("max_call_seconds", max_call_seconds),
             "on_call_started": hook_or_none("on_call_started", on_call_started, "CallEvent"),
             "on_call_ended": hook_or_none("on_call_ended", on_call_ended, "CallEvent"),
+            "on_call_record": hook_or_none("on_call_record", on_call_record, "CallEvent"),
+            "webhooks": _flag("webhooks", webhooks),
+            "webhook_verifier": hook_or_none(
+                "webhook_verifier", webhook_verifier, "headers and the raw body"
+            ),
         }
+        if checked["webhook_verifier"] is not None and not checked["webhooks"]:
+            raise ConfigurationError("webhook_verifier= needs webhooks=True")
         # Last: a store made from a URL must not be left open by a later failed check.
         opened, owned = open_store(store)
+        if checked["webhooks"] and not isinstance(opened, CallLedger):
+            raise ConfigurationError(
+                "webhooks=True needs a store that keeps calls (MemoryStore, RedisStore); "
+                f"{type(opened).__name__} is a LimitStore without the CallLedger methods"
+            )
         return cls(store=opened, owns_store=owned, **checked)
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigurationError(f"{name} must be True or False, not {value!r}")
+    return value
 
 
 def _required_hook(name: str, value: Any) -> Hook:

@@ -105,3 +105,17 @@ class CallEvent:
     limit_key: str = ""
     #: The agent's name as the browser asked for it (None: the default agent).
     agent: str | None = None
+    #: When start-call took the call's slot, and (ended events) when the end was seen:
+    #: seconds since the epoch, on the limit store's clock.
+    started_at: float | None = None
+    ended_at: float | None = None
+    #: Which path saw the end first: ``end_call`` (the browser hung up), ``webhook``,
+    #: ``reconciliation`` (a start at the cap asked OneInbox), ``max_call_seconds``.
+    ended_by: str | None = None
+    #: How the call ended as OneInbox reports it (``user_hangup``, ``agent_hangup``,
+    #: ``max_duration``, …) when the path that saw it had OneInbox's record; else None.
+    end_reason: str | None = None
+    #: OneInbox's call record (``GET /v1/calls/{id}``: status, messages, ai_summary,
+    #: analysis, latency, credits_used, …) when the path had it; always in
+    #: ``on_call_record`` events.
+    record: Mapping[str, Any] | None = None

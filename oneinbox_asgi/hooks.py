@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from .context import CallEvent, CallRequest
@@ -14,6 +14,9 @@ logger = logging.getLogger("oneinbox_asgi")
 
 Hook = Callable[[CallRequest], Any | Awaitable[Any]]
 EventHook = Callable[[CallEvent], Any | Awaitable[Any]]
+#: ``(headers with lower-case names, raw body) -> bool``: whether a webhook delivery is
+#: genuinely OneInbox's.
+WebhookVerifier = Callable[[Mapping[str, str], bytes], bool | Awaitable[bool]]
 
 
 async def run_hook(hook: Hook, request: CallRequest) -> Any:

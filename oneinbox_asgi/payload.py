@@ -117,6 +117,14 @@ def hook_mapping(name: str, value: Any) -> dict[str, Any]:
     return {str(key): _json_value(f"{name}[{key!r}]", item, 0) for key, item in value.items()}
 
 
+def json_form(value: Any) -> Any:
+    """``value`` as JSON can carry it (see ``hook_mapping``), else its ``str()``."""
+    try:
+        return _json_value("value", value, 0)
+    except HookValueError:
+        return str(value)
+
+
 def _json_value(where: str, value: Any, depth: int) -> Any:
     if value is None or isinstance(value, str | bool | int):
         return value

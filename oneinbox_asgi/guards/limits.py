@@ -135,7 +135,9 @@ class Limits:
         if not taken:
             raise CallError(
                 "too_many_calls",
-                "You already have the most calls allowed at once. End one to start another.",
+                "You're already in a call, maybe in another tab. End it to start another."
+                if self.max_concurrent_calls == 1
+                else "You already have the most calls allowed at once. End one to start another.",
             )
         return Slot(slot, int(taken))
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 
+import anyio
 from starlette.types import Receive, Scope, Send
 
 from .. import audit
@@ -21,6 +22,7 @@ from ..guards.limits import Slot, limit_key
 from ..hooks import run_event_hook
 from ..payload import END_FIELDS
 from ..responses import send_error, send_json
+from ..stores.base import duration_ms
 from ..upstream import UpstreamError
 from .common import Route
 
@@ -70,16 +72,47 @@ class EndCall(Route):
         await send_json(send, 200, {"ended": True})
 
     async def end(self, handle: EndHandle, caller: object, key: str) -> str:
-        """Stop the call and free its slot; ``ended``, or ``already_ended`` when it was."""
+        """Stop the call and free its slot; ``ended``, or ``already_ended`` when it was.
+
+        At most one stop per call reaches OneInbox, one at a time across replicas: an
+        ended call is answered from the store, and a stop in flight elsewhere answers
+        ``upstream_busy`` (retry shortly). A failed stop may be retried.
+        """
         broker = self.broker
-        await broker.upstream.stop_call(handle.call_id)
+        lifecycle = broker.lifecycle
+        call_id = handle.call_id
+        known = None if lifecycle is None else await lifecycle.ledger.call(call_id)
+        if known is not None and known[1]:
+            return "already_ended"
+        if lifecycle is not None:
+            stopping = f"stop:{call_id}"
+            if not await lifecycle.ledger.claim(stopping, self.settings.timeout + 1):
+                raise CallError(
+                    "upstream_busy", "This call is being ended. Please try again.", retry_after=1
+                )
+            try:
+                await broker.upstream.stop_call(call_id)
+            except BaseException:
+                with anyio.CancelScope(shield=True):
+                    await lifecycle.ledger.unclaim(stopping)
+                raise
+        else:
+            await broker.upstream.stop_call(call_id)
+        if lifecycle is not None and known is not None:
+            first = await lifecycle.end(call_id, ended_by="end_call", caller=caller)
+            return "ended" if first else "already_ended"
+        return await self._end_unrecorded(handle, caller, key)
+
+    async def _end_unrecorded(self, handle: EndHandle, caller: object, key: str) -> str:
+        """A call the store does not know (a custom store, or the store was down when it
+        started): its handle names the slot to free."""
+        broker = self.broker
         if handle.slot is not None:
             first = await broker.limits.give_back(key, Slot(handle.slot, handle.expires_ms))
             if not first:
                 return "already_ended"
-        lease_ms = round(self.settings.max_call_seconds * 1000)
-        ended_ms = broker.handles.clock() * 1000
-        duration = max(0.0, (ended_ms - (handle.expires_ms - lease_ms)) / 1000)
+        clock_ms = broker.handles.clock() * 1000
+        started_ms = handle.expires_ms - duration_ms(self.settings.max_call_seconds)
         await run_event_hook(
             "on_call_ended",
             self.settings.on_call_ended,
@@ -87,8 +120,11 @@ class EndCall(Route):
                 call_id=handle.call_id,
                 agent_id=handle.agent_id,
                 caller=caller,
-                duration=duration,
+                duration=max(0.0, (clock_ms - started_ms) / 1000),
                 limit_key=key,
+                started_at=started_ms / 1000,
+                ended_at=clock_ms / 1000,
+                ended_by="end_call",
             ),
         )
         return "ended"

@@ -11,6 +11,7 @@ it fails.
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -20,12 +21,15 @@ from .. import audit
 from ..context import CallEvent, CallRequest
 from ..contract import DOMAIN_ERRORS, as_call_error
 from ..errors import CallError
-from ..guards.limits import limit_key
+from ..guards.limits import Slot, limit_key
 from ..hooks import Hook, hook_failed, run_event_hook, run_hook
-from ..payload import START_FIELDS, browser_variables, hook_mapping, pick_agent
+from ..payload import START_FIELDS, browser_variables, hook_mapping, json_form, pick_agent
 from ..responses import send_error, send_json
+from ..stores.base import CallEntry, StoreUnavailable, duration_ms
 from ..upstream import UpstreamError, WebCall
 from .common import Route
+
+logger = logging.getLogger("oneinbox_asgi")
 
 
 class StartCall(Route):
@@ -74,7 +78,7 @@ class StartCall(Route):
         else:
             metadata = await self._hook_mapping("metadata", request)
 
-        slot = await limits.take_slot(key)
+        slot = await self._take_slot(key)
         try:
             call = await broker.upstream.create_web_call(
                 agent_id, variables=variables, metadata=metadata
@@ -82,6 +86,8 @@ class StartCall(Route):
         except BaseException:
             await limits.give_back(key, slot)
             raise
+        lease_ms = duration_ms(self.settings.max_call_seconds)
+        await self._remember(call, request, key, agent_id, slot)
         end_token = broker.handles.issue(
             key, call_id=call.call_id, agent_id=agent_id, slot=slot.id, expires_ms=slot.expires_ms
         )
@@ -95,9 +101,48 @@ class StartCall(Route):
                     caller=request.caller,
                     limit_key=key,
                     agent=request.agent,
+                    started_at=(slot.expires_ms - lease_ms) / 1000,
                 ),
             )
         return _answer(call, end_token)
+
+    async def _take_slot(self, key: str) -> Slot:
+        """A slot, or ``too_many_calls``; at the cap, OneInbox is first asked whether the
+        calls holding the caller's slots have ended (a closed tab never said so)."""
+        limits = self.broker.limits
+        lifecycle = self.broker.lifecycle
+        try:
+            return await limits.take_slot(key)
+        except CallError as refused:
+            if refused.code != "too_many_calls" or lifecycle is None:
+                raise
+            if not await lifecycle.reconcile(key):
+                raise
+        return await limits.take_slot(key)
+
+    async def _remember(
+        self, call: WebCall, request: CallRequest, key: str, agent_id: str, slot: Slot
+    ) -> None:
+        """Note the call in the store, so that any path that sees it end can free its slot
+        and tell the host. If the store fails now, the call goes on: its slot's lease
+        frees it, and the host hears of its end only from end-call."""
+        lifecycle = self.broker.lifecycle
+        if lifecycle is None:
+            return
+        entry = CallEntry(
+            call_id=call.call_id,
+            limit_key=key,
+            slot=slot.id,
+            caller=json_form(request.caller),
+            agent_id=agent_id,
+            agent=request.agent,
+            started_ms=slot.expires_ms - duration_ms(self.settings.max_call_seconds),
+            deadline_ms=slot.expires_ms,
+        )
+        try:
+            await lifecycle.ledger.record_call(entry)
+        except StoreUnavailable as exc:
+            logger.warning("call %s not recorded (its lease will free it): %s", call.call_id, exc)
 
     async def _hook_mapping(self, name: str, request: CallRequest) -> dict[str, Any]:
         """Run the ``variables`` or ``metadata`` hook into a dict of JSON values."""

@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import Protocol, runtime_checkable
+from dataclasses import dataclass
+from typing import Any, Protocol, runtime_checkable
 
 Clock = Callable[[], float]
 
@@ -64,4 +65,77 @@ class LimitStore(Protocol):
 
     async def aclose(self) -> None:
         """Let go of connections; the store may not be used afterwards."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class CallEntry:
+    """What the broker remembers of a call it started, until some path sees it end."""
+
+    call_id: str
+    #: The limits' key of the caller, and the slot the call holds (None: no cap).
+    limit_key: str
+    slot: str | None
+    #: What ``authorize`` returned, as JSON (``str()`` of it when JSON cannot carry it).
+    caller: Any
+    agent_id: str
+    #: The agent's name as the browser asked for it (None: the default agent).
+    agent: str | None
+    #: Milliseconds of the store's clock: when start-call took the slot, and when the call
+    #: must be over (``max_call_seconds`` later: the slot's lease ends then too).
+    started_ms: int
+    deadline_ms: int
+
+
+@dataclass(frozen=True, slots=True)
+class Ended:
+    """The first (and only) report that a call ended: whoever gets it tells the host."""
+
+    entry: CallEntry
+    ended_ms: int
+    reason: str
+
+
+#: How long an ended call is remembered, so that late or repeated reports of its end
+#: (a webhook retried for hours, a second end-call) change nothing.
+ENDED_MEMORY_SECONDS = 24 * 3600.0
+
+
+@runtime_checkable
+class CallLedger(Protocol):
+    """The calls a broker started and has not yet seen end, shared like the limits.
+
+    ``finish`` is the one door to "this call ended": atomic in the store, it answers the
+    entry once (and frees the call's slot with it), then None for every later report,
+    from any path and any replica.
+    """
+
+    async def record_call(self, entry: CallEntry) -> None:
+        """Remember a started call (its slot already taken)."""
+        ...
+
+    async def call(self, call_id: str) -> tuple[CallEntry, bool] | None:
+        """The call's entry and whether it has ended; None for a call we never started
+        (or ended over a day ago)."""
+        ...
+
+    async def live_calls(self, limit_key: str) -> list[str]:
+        """The ids of the caller's calls not yet seen to end."""
+        ...
+
+    async def due_calls(self, now_ms: int, limit: int) -> list[str]:
+        """Up to ``limit`` ids of live calls whose deadline has passed, oldest first."""
+        ...
+
+    async def finish(self, call_id: str, ended_ms: int, reason: str) -> Ended | None:
+        """Mark the call ended and free its slot; the entry the first time only."""
+        ...
+
+    async def claim(self, name: str, seconds: float) -> bool:
+        """Take a short lease named ``name`` unless someone holds it: one replica at a
+        time for a job, or one in-flight request per call."""
+        ...
+
+    async def unclaim(self, name: str) -> None:
+        """Give a lease back before it runs out."""
         ...

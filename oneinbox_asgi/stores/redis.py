@@ -13,9 +13,12 @@ replicas need synchronised clocks (NTP), as any skew shifts their windows by as 
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import secrets
 import time
+from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -23,7 +26,15 @@ import anyio
 
 from ..checks import positive_seconds
 from ..errors import ConfigurationError
-from .base import Clock, StoreUnavailable, duration_ms, now_ms
+from .base import (
+    ENDED_MEMORY_SECONDS,
+    CallEntry,
+    Clock,
+    Ended,
+    StoreUnavailable,
+    duration_ms,
+    now_ms,
+)
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -69,6 +80,31 @@ if not expires then return 0 end
 redis.call('ZREM', KEYS[1], ARGV[1])
 if tonumber(expires) > tonumber(ARGV[2]) then return 1 end
 return 0
+"""
+
+
+# KEYS: the call's entry, the live index, the caller's live calls. ARGV: call id, entry
+# (JSON), deadline_ms, entry ttl_ms.
+RECORD = """
+redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('SADD', KEYS[3], ARGV[1])
+redis.call('PEXPIRE', KEYS[3], ARGV[4])
+return 1
+"""
+
+# KEYS: the call's entry, the live index, the caller's live calls, the caller's slots, the
+# ended marker. ARGV: call id, slot ('' for none), ended marker (JSON), its ttl_ms.
+# Answers the entry the first time, nil after: the one door to "this call ended".
+FINISH = """
+local entry = redis.call('GET', KEYS[1])
+if not entry then return false end
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[2], ARGV[1])
+redis.call('SREM', KEYS[3], ARGV[1])
+if ARGV[2] ~= '' then redis.call('ZREM', KEYS[4], ARGV[2]) end
+redis.call('SET', KEYS[5], ARGV[3], 'PX', ARGV[4])
+return entry
 """
 
 
@@ -132,6 +168,8 @@ class RedisStore:
         self._hit: AsyncScript = self._redis.register_script(HIT)
         self._acquire: AsyncScript = self._redis.register_script(ACQUIRE)
         self._release: AsyncScript = self._redis.register_script(RELEASE)
+        self._record: AsyncScript = self._redis.register_script(RECORD)
+        self._finish: AsyncScript = self._redis.register_script(FINISH)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, timeout={self.timeout!r})"
@@ -142,9 +180,16 @@ class RedisStore:
         return f"{self.key_prefix}{kind}:{key}"
 
     async def _run(self, script: AsyncScript, key: str, *args: str | int) -> int:
+        return int(await self._script(script, [key], *args))
+
+    async def _script(self, script: AsyncScript, keys: list[str], *args: str | int) -> Any:
+        return await self._bounded(script(keys=keys, args=list(args)))
+
+    async def _bounded(self, operation: Awaitable[Any]) -> Any:
+        """One Redis operation within the deadline, its failures as ``StoreUnavailable``."""
         try:
             with anyio.fail_after(self.timeout):
-                result: Any = await script(keys=[key], args=list(args))
+                return await operation
         except TimeoutError:
             raise StoreUnavailable(
                 f"Redis at {self.url} did not answer within {self.timeout:g} s"
@@ -158,7 +203,6 @@ class RedisStore:
                     f"Redis at {self.url}: {type(exc).__name__}: {reason}"
                 ) from None
             raise
-        return int(result)
 
     async def hit(self, key: str, limit: int, period: float) -> float:
         now = now_ms(self.clock)
@@ -180,6 +224,82 @@ class RedisStore:
         released = await self._run(self._release, self._key("slots", key), slot, now_ms(self.clock))
         return released == 1
 
+    async def record_call(self, entry: CallEntry) -> None:
+        # Kept a day past its deadline at most: the reaper ends it long before that.
+        ttl_ms = max(entry.deadline_ms - now_ms(self.clock), 0) + duration_ms(ENDED_MEMORY_SECONDS)
+        await self._script(
+            self._record,
+            [
+                self._key("call", entry.call_id),
+                self._key("calls", "live"),
+                self._key("calls", entry.limit_key),
+            ],
+            entry.call_id,
+            json.dumps(dataclasses.asdict(entry), separators=(",", ":")),
+            entry.deadline_ms,
+            ttl_ms,
+        )
+
+    async def call(self, call_id: str) -> tuple[CallEntry, bool] | None:
+        live, ended = await self._bounded(
+            self._redis.mget([self._key("call", call_id), self._key("ended", call_id)])
+        )
+        if live is not None:
+            return _entry(live), False
+        if ended is not None:
+            return _entry(ended), True
+        return None
+
+    async def live_calls(self, limit_key: str) -> list[str]:
+        members = await self._bounded(self._redis.smembers(self._key("calls", limit_key)))
+        return sorted(_text(member) for member in members)
+
+    async def due_calls(self, now_ms: int, limit: int) -> list[str]:
+        members = await self._bounded(
+            self._redis.zrangebyscore(
+                self._key("calls", "live"), "-inf", now_ms, start=0, num=limit
+            )
+        )
+        return [_text(member) for member in members]
+
+    async def finish(self, call_id: str, ended_ms: int, reason: str) -> Ended | None:
+        known = await self.call(call_id)
+        if known is None or known[1]:
+            return None
+        entry = known[0]
+        found = await self._script(
+            self._finish,
+            [
+                self._key("call", call_id),
+                self._key("calls", "live"),
+                self._key("calls", entry.limit_key),
+                self._key("slots", entry.limit_key),
+                self._key("ended", call_id),
+            ],
+            call_id,
+            entry.slot or "",
+            json.dumps(dataclasses.asdict(entry), separators=(",", ":")),
+            duration_ms(ENDED_MEMORY_SECONDS),
+        )
+        return Ended(_entry(found), ended_ms, reason) if found else None
+
+    async def claim(self, name: str, seconds: float) -> bool:
+        taken = await self._bounded(
+            self._redis.set(self._key("claim", name), "1", nx=True, px=duration_ms(seconds))
+        )
+        return bool(taken)
+
+    async def unclaim(self, name: str) -> None:
+        await self._bounded(self._redis.delete(self._key("claim", name)))
+
     async def aclose(self) -> None:
         await self._redis.aclose()
         await self._pool.disconnect()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def _entry(raw: bytes | str) -> CallEntry:
+    return CallEntry(**json.loads(raw))

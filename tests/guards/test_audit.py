@@ -113,12 +113,29 @@ async def test_hooks_hear_of_starts_and_ends(
         await client.post(END, json={"end_token": answer["end_token"]})  # no second event
     call_id = answer["call_id"]
     # caller is what authorize returned; the limits' key has its own name
+    begun = clock.now - 42
     assert heard == [
-        ("started", CallEvent(call_id=call_id, agent_id=AGENT_ID, caller="u1", limit_key="id:u1")),
+        (
+            "started",
+            CallEvent(
+                call_id=call_id,
+                agent_id=AGENT_ID,
+                caller="u1",
+                limit_key="id:u1",
+                started_at=begun,
+            ),
+        ),
         (
             "ended",
             CallEvent(
-                call_id=call_id, agent_id=AGENT_ID, caller="u1", duration=42.0, limit_key="id:u1"
+                call_id=call_id,
+                agent_id=AGENT_ID,
+                caller="u1",
+                duration=42.0,
+                limit_key="id:u1",
+                started_at=begun,
+                ended_at=clock.now,
+                ended_by="end_call",
             ),
         ),
     ]

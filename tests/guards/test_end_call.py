@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 import httpx
 import pytest
 
@@ -33,7 +34,46 @@ async def test_end_call_stops_the_call_upstream_and_is_idempotent(
     assert second.status_code == 200 and second.json() == {"ended": True}
     call = oneinbox.registry.get(started["call_id"])
     assert call is not None and call.status == "completed" and call.end_reason == "api_stop"
-    assert stops(oneinbox) == [f"/v1/calls/{started['call_id']}/stop"] * 2
+    # the second end-call is answered from the store: no second stop with our key
+    assert stops(oneinbox) == [f"/v1/calls/{started['call_id']}/stop"]
+
+
+async def test_a_replayed_handle_reaches_oneinbox_at_most_once(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, make_store: StoreFactory
+) -> None:
+    """0.1 sent one stop per replay: a script could get the key rate-limited at OneInbox.
+    Concurrent replays, on two replicas sharing the store: one stop in flight, one in all."""
+    store = make_store()
+    replica_a = broker(http_client=upstream_client, store=store)
+    replica_b = broker(http_client=upstream_client, store=store)
+    async with client_for(replica_a, "u1") as a, client_for(replica_b, "u1") as b:
+        token = (await a.post(START, json={})).json()["end_token"]
+        oneinbox.misbehave(delay=0.2)  # the stop is slow: replays arrive while it is in flight
+        statuses: list[int] = []
+
+        async def replay(client: httpx.AsyncClient) -> None:
+            statuses.append((await client.post(END, json={"end_token": token})).status_code)
+
+        async with anyio.create_task_group() as group:
+            for client in [a, b] * 10:
+                group.start_soon(replay, client)
+        later = [(await b.post(END, json={"end_token": token})).status_code for _ in range(5)]
+    assert len(stops(oneinbox)) == 1
+    assert statuses.count(200) >= 1 and set(statuses) <= {200, 503}
+    assert later == [200] * 5
+
+
+async def test_a_failed_stop_may_be_retried(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    app = broker(http_client=upstream_client)
+    async with client_for(app, "u1") as client:
+        token = (await client.post(START, json={})).json()["end_token"]
+        oneinbox.misbehave(status=500, body=b"{}", times=1)
+        failed = await client.post(END, json={"end_token": token})
+        retried = await client.post(END, json={"end_token": token})
+    assert failed.status_code == 502 and retried.status_code == 200
+    assert len(stops(oneinbox)) == 2
 
 
 async def test_start_call_answers_the_fixed_shape(
