@@ -12,6 +12,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
+import anyio
+from anyio.abc import TaskGroup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .broker import Broker
@@ -20,6 +22,7 @@ from .errors import ConfigurationError, not_found
 from .responses import send_error
 from .routes.end_call import EndCall
 from .routes.start_call import StartCall
+from .routes.webhook import Webhook
 
 if TYPE_CHECKING:
     from .stores.base import LimitStore
@@ -63,10 +66,15 @@ class OneInboxMiddleware:
         self.prefix = settings.prefix
         self._route_prefix = self.prefix + "/"
         self.broker = Broker.build(settings)
-        self._routes: dict[str, StartCall | EndCall] = {
+        self._routes: dict[str, StartCall | EndCall | Webhook] = {
             "start-call": StartCall(self.broker),
             "end-call": EndCall(self.broker),
         }
+        if settings.webhooks:
+            self._routes["webhook"] = Webhook(self.broker)
+        #: The background work's task group while the lifespan runs, and its cancel scope.
+        self._tasks: TaskGroup | None = None
+        self._background: anyio.CancelScope | None = None
         self._assets: WidgetAssets | None = None
 
     @property
@@ -114,6 +122,23 @@ class OneInboxMiddleware:
         return self._assets
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the lifespan with a task group for the background work (the reaper of calls
+        past ``max_call_seconds``, post-call records), started at startup and cancelled at
+        shutdown."""
+        try:
+            async with anyio.create_task_group() as tasks:
+                self._tasks = tasks
+                try:
+                    await self._pass_lifespan(scope, receive, send)
+                finally:
+                    self._tasks = None
+                    tasks.cancel_scope.cancel()
+        except BaseExceptionGroup as group:  # the host's own failure, as it raised it
+            if len(group.exceptions) == 1:
+                raise group.exceptions[0] from None
+            raise
+
+    async def _pass_lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Pass the lifespan to the host app, closing our own resources at shutdown.
 
         A host app that raises without ever reading a lifespan message does not speak
@@ -156,10 +181,27 @@ class OneInboxMiddleware:
                 return
 
     def _open(self) -> None:
-        """Open the pooled upstream transport at startup, so the first call does not pay for
-        it (importing and setting up aiohttp took ~0.3 s of the first click's latency)."""
+        """At startup: open the pooled upstream transport, so the first call does not pay for
+        it (importing and setting up aiohttp took ~0.3 s of the first click's latency), and
+        start the background work."""
         self.broker.upstream.open()
+        if self._tasks is not None and self._background is None:
+            self._tasks.start_soon(self._run_background)
+
+    async def _run_background(self) -> None:
+        lifecycle = self.broker.lifecycle
+        if lifecycle is None:
+            return
+        with anyio.CancelScope() as scope:
+            self._background = scope
+            try:
+                await lifecycle.run()
+            finally:
+                self._background = None
 
     async def aclose(self) -> None:
-        """Close the pooled upstream transport and the limit store (only those we created)."""
+        """Stop the background work; close the pooled upstream transport and the limit store
+        (only those we created)."""
+        if self._background is not None:
+            self._background.cancel()
         await self.broker.aclose()

@@ -27,8 +27,8 @@ END_FIELDS = frozenset({"end_token"})
 MAX_HOOK_DEPTH = 32
 
 
-def parse_body(raw: bytes, fields: Collection[str]) -> dict[str, Any]:
-    """The browser's JSON object with only ``fields``; an empty body means ``{}``."""
+def parse_body(raw: bytes, fields: Collection[str] | None) -> dict[str, Any]:
+    """The browser's JSON object with only ``fields`` (None: any); empty means ``{}``."""
     if raw == b"{}" or not raw.strip():  # the widget's usual body, answered without a parse
         return {}
     try:
@@ -39,7 +39,7 @@ def parse_body(raw: bytes, fields: Collection[str]) -> dict[str, Any]:
         raise bad_request(f"The body is not valid JSON: {exc}") from None
     if not isinstance(payload, dict):
         raise bad_request("The body must be a JSON object.")
-    unknown = sorted(set(payload) - set(fields))
+    unknown = [] if fields is None else sorted(set(payload) - set(fields))
     if unknown:
         raise bad_request(f"Unknown field: {unknown[0][:40]!r}.")
     return payload
