@@ -76,7 +76,7 @@ class HttpxTransport:
             raise NotSent(f"could not connect ({type(exc).__name__})") from None
         except httpx.TimeoutException:
             raise TimedOut(f"no whole answer within {seconds:.3g} s") from None
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # TransportError, and DecodingError (a bad gzip body)
             raise Broken(f"the connection broke ({type(exc).__name__})") from None
 
     async def aclose(self) -> None:
