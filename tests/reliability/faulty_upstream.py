@@ -137,6 +137,12 @@ class FaultyUpstream:
             writer.write(_response(200, BOMB, extra="content-encoding: gzip\r\n"))
         elif mode == "bomb_chunked":
             writer.write(_chunked(BOMB, 2, extra="content-encoding: gzip\r\n"))
+        elif mode == "garbage":  # not HTTP at all
+            writer.write(b"HELLO THERE\r\n\r\n")
+            await writer.drain()
+            return False
+        elif mode == "bad_gzip":  # says gzip, is not
+            writer.write(_response(200, b"not gzip", extra="content-encoding: gzip\r\n"))
         elif mode == "redirect":
             writer.write(
                 _response(302, b'{"detail": "moved"}', extra="location: /v1/calls/elsewhere\r\n")

@@ -33,7 +33,7 @@ pytestmark = pytest.mark.anyio
 
 BASE = "https://oneinbox.invalid"
 TIMEOUT = 0.5
-SLACK = 0.15
+SLACK = 0.25
 
 
 def client_for(*script: Step, timeout: float = TIMEOUT) -> tuple[OneInboxClient, ScriptedTransport]:

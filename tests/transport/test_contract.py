@@ -80,6 +80,8 @@ async def test_no_whole_answer_in_time_is_timed_out(
         "over_unframed",  # no length, no chunks: ends at the close, over the bound
         "bomb_declared",  # 6 KB of gzip (Content-Length) inflating to 1 MB
         "bomb_chunked",  # the same, chunked
+        "bad_gzip",  # says gzip, is not
+        "garbage",  # not HTTP at all
     ],
 )
 async def test_a_broken_exchange_is_broken(
