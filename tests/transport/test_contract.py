@@ -78,7 +78,7 @@ async def test_no_whole_answer_in_time_is_timed_out(
         "over_declared",  # Content-Length over the bound
         "over_chunked",  # chunked, over the bound
         "over_unframed",  # no length, no chunks: ends at the close, over the bound
-        "bomb_declared",  # 6 KB of gzip (Content-Length) inflating to 1 MB
+        "bomb_declared",  # 1 KB of gzip (Content-Length) inflating to 1 MB
         "bomb_chunked",  # the same, chunked
         "bad_gzip",  # says gzip, is not
         "garbage",  # not HTTP at all
@@ -145,6 +145,19 @@ async def test_an_injected_client_that_follows_redirects_does_not_here(
         answer = await send(HttpxTransport(client), url)
     assert answer.status == 302
     assert fake.requests == 1
+
+
+async def test_an_injected_client_is_used_and_left_open(
+    upstream: tuple[FaultyUpstream, str],
+) -> None:
+    fake, url = upstream
+    async with httpx.AsyncClient() as client:
+        injected = HttpxTransport(client)
+        assert (await send(injected, url)).status == 201
+        await injected.aclose()
+        assert not client.is_closed
+        assert (await send(injected, url)).status == 201
+    assert fake.requests == 2
 
 
 async def test_header_names_are_lower_case_and_the_last_value_wins(

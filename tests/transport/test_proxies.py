@@ -17,6 +17,7 @@ import pytest
 from starlette.applications import Starlette
 
 from oneinbox_asgi import OneInboxMiddleware, allow_anonymous
+from oneinbox_asgi.transport import NotSent
 from oneinbox_asgi.transport.proxies import proxy_for
 from oneinbox_asgi.upstream import OneInboxClient, UpstreamUnavailable
 
@@ -234,6 +235,12 @@ async def test_a_proxy_that_refuses_is_unavailable(
 ) -> None:
     fake, url = upstream
     monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
+    transport = make_transport(kind)
+    try:
+        with pytest.raises(NotSent):
+            await transport.send("GET", url + "/v1/calls/x", headers={}, body=None, seconds=1)
+    finally:
+        await transport.aclose()
     began = time.monotonic()
     with pytest.raises(UpstreamUnavailable):
         await create_through(kind, url)
