@@ -92,9 +92,9 @@ class AiohttpTransport:
                 length = response.content_length
                 if length is not None and length > MAX_RESPONSE_BYTES:
                     raise too_large()
-                if length is not None:
+                if length is not None and "Content-Encoding" not in response.headers:
                     content = await response.read()  # bounded by its declared length
-                else:
+                else:  # a compressed length does not bound the inflated body: count it
                     gathered = bytearray()
                     async for chunk in response.content.iter_chunked(16 * 1024):
                         gathered += chunk

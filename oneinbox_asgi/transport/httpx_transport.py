@@ -66,7 +66,9 @@ class HttpxTransport:
                         content += chunk
                         if len(content) > MAX_RESPONSE_BYTES:
                             raise too_large()
-                    answer_headers = {key.lower(): value for key, value in response.headers.items()}
+                    # multi_items: the last value wins, as with aiohttp (items() joins them).
+                    received = response.headers.multi_items()
+                    answer_headers = {key.lower(): value for key, value in received}
                     return Response(response.status_code, answer_headers, bytes(content))
         except TimeoutError:
             raise TimedOut(f"no whole answer within {seconds:.3g} s") from None
@@ -74,7 +76,7 @@ class HttpxTransport:
             raise NotSent(f"could not connect ({type(exc).__name__})") from None
         except httpx.TimeoutException:
             raise TimedOut(f"no whole answer within {seconds:.3g} s") from None
-        except httpx.TransportError as exc:
+        except httpx.RequestError as exc:  # TransportError, and DecodingError (a bad gzip body)
             raise Broken(f"the connection broke ({type(exc).__name__})") from None
 
     async def aclose(self) -> None:
