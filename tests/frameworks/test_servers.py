@@ -211,6 +211,8 @@ def server_command(server: str, port: int, tls_port: int, tls: TLS) -> list[str]
     if server == "granian":
         return [*python, "granian", "--interface", "asgi", "--host", "127.0.0.1",
                 "--port", str(port), "--no-ws", target]  # fmt: skip
+    if server in ("runserver", "runserver-daphne"):  # Django's, settings from the env
+        return [*python, "django", "runserver", f"127.0.0.1:{port}", "--noreload"]
     if server == "granian-tls":  # granian binds one address: HTTP/2 over TLS here
         return [*python, "granian", "--interface", "asgi", "--host", "127.0.0.1",
                 "--port", str(tls_port), "--no-ws", "--ssl-certificate", certfile,
@@ -231,12 +233,14 @@ def start_server(
         environment = {k: v for k, v in os.environ.items() if not k.startswith("ONEINBOX_")}
         environment.update(
             PYTHONPATH=str(ROOT),
-            ONEINBOX_API_KEY=API_KEY,
-            ONEINBOX_AGENT_ID=AGENT_ID,
-            ONEINBOX_BASE_URL=oneinbox[1],
             SESSION_SECRET="matrix-session-secret-0123456789abcdef",
             SERVED_EXAMPLE=example,
             SERVED_REPORT=str(tmp_path / f"{server}.closed"),
+        )
+        environment.update(
+            ONEINBOX_API_KEY=API_KEY,
+            ONEINBOX_AGENT_ID=AGENT_ID,
+            ONEINBOX_BASE_URL=oneinbox[1],
             **env,
         )
         instance = Server(
@@ -387,3 +391,125 @@ def test_the_one_line_under_every_server(
     assert "Traceback" not in output, output
     audit_shown = server in AUDIT_SHOWN_BY_SERVER or framework in AUDIT_SHOWN_BY_FRAMEWORK
     assert ("call started outcome=started" in output) == audit_shown, output
+
+
+# -- the checks can fail ---------------------------------------------------------------
+
+
+def test_the_checks_fail_on_a_broken_setup(
+    start_server: Callable[..., Server], oneinbox: tuple[EmulatorAPI, str]
+) -> None:
+    """The Starlette example with the usual mistake (its session inside ours): the host's
+    own sign-in still works, and the matrix's check of the 201 fails."""
+    running = start_server("uvicorn", EXAMPLES["starlette"], SERVED_BROKEN="session-inside")
+
+    def plain() -> httpx.Client:
+        return httpx.Client(base_url=str(running.url), timeout=REQUEST_SECONDS)
+
+    with pytest.raises(AssertionError, match="unauthorized"):
+        prove(plain, oneinbox[0], "Ada broken", "HTTP/1.1")
+    running.stop()
+
+
+def test_the_close_check_fails_without_the_lifespan(
+    start_server: Callable[..., Server], oneinbox: tuple[EmulatorAPI, str]
+) -> None:
+    """uvicorn with ``--lifespan off``: calls work, but the probe reports no close, so the
+    matrix's close check would fail (as it is expected to under daphne)."""
+    running = start_server("uvicorn", EXAMPLES["starlette"], "--lifespan", "off")
+
+    def plain() -> httpx.Client:
+        return httpx.Client(base_url=str(running.url), timeout=REQUEST_SECONDS)
+
+    prove(plain, oneinbox[0], "Ada no lifespan", "HTTP/1.1")
+    running.stop()
+    assert running.closes() == []
+
+
+# -- Django's runserver --------------------------------------------------------------
+
+
+def runserver_settings(directory: Path, *, daphne: bool) -> str:
+    """A settings module for the Django example, with or without daphne's runserver."""
+    module = "runserver_daphne_settings" if daphne else "runserver_settings"
+    (directory / f"{module}.py").write_text(
+        f"""
+SECRET_KEY = "runserver-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
+DEBUG = False
+ALLOWED_HOSTS = ["127.0.0.1"]
+INSTALLED_APPS = {["daphne"] if daphne else []!r}
+ROOT_URLCONF = "examples.django_app"
+MIDDLEWARE = [
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+]
+SESSION_ENGINE = "django.contrib.sessions.backends.signed_cookies"
+ASGI_APPLICATION = "examples.django_app.application"
+"""
+    )
+    return module
+
+
+def test_django_runserver_serves_no_widget(
+    start_server: Callable[..., Server], tmp_path: Path
+) -> None:
+    """``manage.py runserver`` is WSGI: ``asgi.py`` never runs, the broker's paths are 404s."""
+    running = start_server(
+        "runserver",
+        "unused",
+        DJANGO_SETTINGS_MODULE=runserver_settings(tmp_path, daphne=False),
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
+    )
+    with httpx.Client(base_url=str(running.url), timeout=REQUEST_SECONDS) as client:
+        assert client.get(WIDGET).status_code == 404
+        assert client.post(START, json={}).status_code in (403, 404)  # CSRF or no route
+    running.stop()
+
+
+def test_django_runserver_with_daphne_serves_the_asgi_app(
+    start_server: Callable[..., Server], tmp_path: Path, oneinbox: tuple[EmulatorAPI, str]
+) -> None:
+    """With ``"daphne"`` in ``INSTALLED_APPS``, runserver serves ``ASGI_APPLICATION``."""
+    running = start_server(
+        "runserver-daphne",
+        "unused",
+        DJANGO_SETTINGS_MODULE=runserver_settings(tmp_path, daphne=True),
+        PYTHONPATH=f"{tmp_path}{os.pathsep}{ROOT}",
+    )
+
+    def plain() -> httpx.Client:
+        return httpx.Client(base_url=str(running.url), timeout=REQUEST_SECONDS)
+
+    prove(plain, oneinbox[0], "Ada runserver", "HTTP/1.1")
+    running.stop()
+
+
+# -- the audit trail, as the README says to show it ------------------------------------
+
+
+def readme_logging_lines() -> str:
+    """The first ``python`` block after the README's audit trail heading."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("### Seeing the audit trail") :]
+    block = re.search(r"```python\n(.*?)```", section, re.DOTALL)
+    assert block is not None, "the README's audit trail section has no python block"
+    return block.group(1)
+
+
+def test_the_readme_lines_show_the_audit_trail_under_uvicorn(
+    start_server: Callable[..., Server], tmp_path: Path, oneinbox: tuple[EmulatorAPI, str]
+) -> None:
+    prelude = tmp_path / "logging_lines.py"
+    prelude.write_text(readme_logging_lines())
+    running = start_server("uvicorn", EXAMPLES["starlette"], SERVED_PRELUDE=str(prelude))
+
+    def plain() -> httpx.Client:
+        return httpx.Client(base_url=str(running.url), timeout=REQUEST_SECONDS)
+
+    prove(plain, oneinbox[0], "Ada audited", "HTTP/1.1")
+    running.stop()
+    output = running.output()
+    for line in ("call denied outcome=unauthorized", "call started outcome=started",
+                 "call ended outcome=ended"):  # fmt: skip
+        assert line in output, output
+    assert API_KEY not in output
