@@ -69,6 +69,10 @@ NO_LIFESPAN = {"daphne"}
 SPLITS_COOKIES = {"granian-tls"}
 #: Frameworks whose own session reads only the first ``cookie`` header.
 FIRST_COOKIE_HEADER_ONLY = {"litestar"}
+#: Frameworks whose own pages lose the session when cookies come split: Litestar reads
+#: the first header only; Django's ASGI request joins repeated headers with "," (its
+#: cookie parser splits on ";"). The broker's own reader joins them with "; ".
+HOST_SESSION_NEEDS_ONE_COOKIE_HEADER = {"litestar", "django"}
 #: Where the audit trail (INFO on ``oneinbox_asgi``) shows without any logging set up:
 #: daphne's command line calls ``logging.basicConfig(level=INFO)``; Litestar's default
 #: logging config puts the root logger at INFO.
@@ -322,13 +326,26 @@ def assert_widget_cached(client: httpx.Client) -> None:
 
 
 def prove(
-    new_client: Callable[[], httpx.Client], api: EmulatorAPI, name: str, http_version: str
+    new_client: Callable[[], httpx.Client],
+    api: EmulatorAPI,
+    name: str,
+    http_version: str,
+    *,
+    sign_in_with: Callable[[], httpx.Client] | None = None,
 ) -> httpx.Cookies:
-    """The contract against one running server; returns the signed-in user's cookies."""
+    """The contract against one running server; returns the signed-in user's cookies.
+
+    ``sign_in_with``: another client to sign in through (its cookies are then used).
+    """
     with new_client() as visitor:
         assert_visitor_refused(visitor, api)
     with new_client() as user:
-        sign_in(user, name)
+        if sign_in_with is None:
+            sign_in(user, name)
+        else:
+            with sign_in_with() as other:
+                sign_in(other, name)
+                user.cookies = other.cookies
         assert_call_for(user, api, name)
         assert_widget_cached(user)
         assert user.get(WIDGET).http_version == http_version
@@ -371,10 +388,19 @@ def test_the_one_line_under_every_server(
                 base_url=tls_url, http2=True, verify=tls.context, timeout=REQUEST_SECONDS
             )
 
+        # hypercorn's HTTP/2 drops the connection (KeyError in hypercorn/protocol/h2.py)
+        # when a request's END_STREAM frame comes after the app has answered. httpx sends
+        # it as a frame of its own, and Falcon answers its sign-in form as soon as it has
+        # Content-Length bytes: sign in over hypercorn's HTTP/1.1 port, the rest over h2.
+        # (The broker reads every body to its end, so its routes are not affected.)
+        via_h1 = plain if (framework, server) == ("falcon", "hypercorn") else None
         name = f"Ada {framework} {server} h2"
-        cookies = prove(h2, api, name, "HTTP/2")
+        cookies = prove(h2, api, name, "HTTP/2", sign_in_with=via_h1)
         with h2() as split:
             headers = split_cookie_headers(cookies)
+            host_page = split.get("/", headers=headers).text
+            host_lost = framework in HOST_SESSION_NEEDS_ONE_COOKIE_HEADER
+            assert (f"Hello, {name}" in host_page) != (host_lost and server in SPLITS_COOKIES)
             if framework in FIRST_COOKIE_HEADER_ONLY and server in SPLITS_COOKIES:
                 refused = split.post(START, json={}, headers=headers)
                 assert refused.status_code == 401, refused.text
