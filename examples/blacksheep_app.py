@@ -14,6 +14,7 @@ from typing import Any
 
 from blacksheep import Application, Request, Response, html
 from blacksheep.server.responses import see_other
+from blacksheep.server.routing import Router
 from blacksheep.sessions import SessionStore
 from blacksheep.sessions.cookies import CookieSessionStore
 
@@ -35,7 +36,10 @@ class BlackSheepSessionReader:
             f"{name}={value}" for name, value in cookies.items() if len(value) <= MAX_COOKIE_BYTES
         )
         request = Request("GET", b"/", [(b"cookie", header.encode("latin-1", "replace"))])
-        return (await self.store.load(request)).to_dict()
+        try:
+            return (await self.store.load(request)).to_dict()
+        except (ValueError, TypeError, UnicodeError):  # signed, but not a session's shape
+            return {}
 
 
 async def home(request: Request) -> Response:
@@ -58,7 +62,7 @@ async def logout(request: Request) -> Response:
 
 oneinbox = oneinbox_connection()
 store = CookieSessionStore(session_secret(), session_max_age=14 * 86400)
-blacksheep_app = Application()
+blacksheep_app = Application(router=Router())  # its own routes, not the module-wide router
 blacksheep_app.use_sessions(store)
 blacksheep_app.router.add_get("/", home)
 blacksheep_app.router.add_post("/login", login)
