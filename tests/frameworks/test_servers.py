@@ -127,6 +127,8 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
 
 
 def free_port() -> int:
+    """A loopback port free now (the server binds it a moment later; nothing else in the
+    test's private network namespace competes for it)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return int(sock.getsockname()[1])
