@@ -50,7 +50,10 @@ def _without_oneinbox_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("ONEINBOX_")}
 
 
-@pytest.mark.parametrize("name", ["starlette_app", "fastapi_app", "quart_app", "litestar_app"])
+@pytest.mark.parametrize(
+    "name",
+    ["starlette_app", "fastapi_app", "quart_app", "litestar_app", "falcon_app", "blacksheep_app"],
+)
 @pytest.mark.usefixtures("root_logging")
 async def test_example_signs_in_and_starts_a_call(
     name: str, monkeypatch: pytest.MonkeyPatch
