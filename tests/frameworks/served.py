@@ -26,7 +26,7 @@ _original_aclose = OneInboxMiddleware.aclose
 
 async def _aclose_and_report(self: OneInboxMiddleware) -> None:
     await _original_aclose(self)
-    closed = self.upstream._client is None  # the pooled client it opened at startup
+    closed = not self.upstream.is_open  # the pooled client it opened at startup
     with open(_REPORT, "a", encoding="utf-8") as report:
         report.write(f"pid={os.getpid()} closed={closed}\n")
 

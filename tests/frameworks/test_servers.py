@@ -43,11 +43,10 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-
 from oneinbox_asgi.emulator.api import EmulatorAPI
 
-from ..conftest import AGENT_ID, API_KEY
 from ..servers import serve
+from ..support import AGENT_ID, API_KEY
 
 ROOT = Path(__file__).resolve().parents[2]
 START = "/oneinbox/start-call"
