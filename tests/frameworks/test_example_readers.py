@@ -21,13 +21,13 @@ import httpx
 import itsdangerous
 import pytest
 from blacksheep.sessions.cookies import CookieSessionStore
-from oneinbox_asgi.emulator.api import EmulatorAPI
 
 from examples.blacksheep_app import BlackSheepSessionReader
 from examples.blacksheep_app import blacksheep_app as blacksheep_host
 from examples.falcon_app import SignedCookieSession
 from examples.falcon_app import falcon_app as falcon_host
 from oneinbox_asgi import OneInboxMiddleware, SessionReader
+from oneinbox_emulator.api import EmulatorAPI
 
 from .support import START, client_for, error_code, options
 

@@ -43,7 +43,8 @@ from pathlib import Path
 import httpx
 import pytest
 import trustme
-from oneinbox_asgi.emulator.api import EmulatorAPI
+
+from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
 from ..support import AGENT_ID, API_KEY
