@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import anyio
 from starlette.types import Receive, Scope
 
 from .errors import CallError
@@ -47,3 +48,30 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
 
 def _too_large(limit: int) -> CallError:
     return CallError("payload_too_large", f"The request body is over {limit} bytes.")
+
+
+#: How long a refusal waits for a small body it does not need, at most.
+DRAIN_SECONDS = 1.0
+
+
+async def drain_body(scope: Scope, receive: Receive, limit: int) -> None:
+    """Read and drop a request's small body before answering without it.
+
+    An answer sent while the client is still sending its body is valid HTTP, but some
+    servers handle it badly: hypercorn's HTTP/2 drops the whole connection (every request
+    a page has in flight on it) when body frames arrive after the answer. Reading a body
+    up to ``limit`` bytes for at most ``DRAIN_SECONDS`` first costs nothing in the usual
+    case (the body is already here); a larger or slower one is left to the server.
+    """
+    declared = header(scope, b"content-length")
+    if declared is not None and (not declared.isdigit() or int(declared) > limit):
+        return
+    read = 0
+    with anyio.move_on_after(DRAIN_SECONDS):
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                return
+            read += len(message.get("body", b""))
+            if read > limit or not message.get("more_body", False):
+                return

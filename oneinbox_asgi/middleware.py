@@ -16,9 +16,11 @@ import anyio
 from anyio.abc import TaskGroup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from .asgi import drain_body
 from .broker import Broker
 from .config import Options, Settings
 from .errors import ConfigurationError, not_found
+from .payload import MAX_BODY_BYTES
 from .responses import send_error
 from .routes.end_call import EndCall
 from .routes.start_call import StartCall
@@ -111,6 +113,7 @@ class OneInboxMiddleware:
         if "/" not in route and route:  # a widget file (the responder answers 404/405 itself)
             await self.assets(scope, receive, send, route)
             return
+        await drain_body(scope, receive, MAX_BODY_BYTES)
         await send_error(send, not_found(), head_only=scope["method"] == "HEAD")
 
     @property

@@ -29,6 +29,7 @@ from functools import cache, lru_cache
 from importlib import resources
 from typing import Any
 
+from .asgi import drain_body
 from .errors import CallError, method_not_allowed
 from .responses import send_error
 
@@ -55,6 +56,9 @@ _CONTENT_TYPES = {
     "json": b"application/json",
 }
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+
+#: A body sent to a widget file (it takes none) is read up to this, then refused.
+DRAIN_LIMIT = 16 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -219,6 +223,7 @@ class WidgetAssets:
                 if asset is None
                 else method_not_allowed(["GET", "HEAD"])
             )
+            await drain_body(scope, receive, DRAIN_LIMIT)
             await send_error(send, error, head_only=method == "HEAD")
             return
 

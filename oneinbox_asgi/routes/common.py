@@ -9,7 +9,7 @@ from typing import Any
 from starlette.requests import cookie_parser
 from starlette.types import Receive, Scope
 
-from ..asgi import is_json, read_body
+from ..asgi import drain_body, is_json, read_body
 from ..broker import Broker
 from ..context import CallRequest, Forbidden
 from ..errors import CallError, method_not_allowed
@@ -64,11 +64,15 @@ class Route:
     ) -> dict[str, Any]:
         """The JSON body of a POST, after the checks that together stop a forged form post
         (method, cross-site, JSON only), bounded in size."""
-        if scope["method"] != "POST":
-            raise method_not_allowed(["POST"])
-        self.broker.cross_site.check(scope)
-        if not is_json(scope):
-            raise CallError("unsupported_media_type", "Send the request as application/json.")
+        try:
+            if scope["method"] != "POST":
+                raise method_not_allowed(["POST"])
+            self.broker.cross_site.check(scope)
+            if not is_json(scope):
+                raise CallError("unsupported_media_type", "Send the request as application/json.")
+        except CallError:
+            await drain_body(scope, receive, MAX_BODY_BYTES)
+            raise
         return parse_body(await read_body(scope, receive, MAX_BODY_BYTES), fields)
 
     async def session(self, scope: Scope) -> Mapping[str, Any]:

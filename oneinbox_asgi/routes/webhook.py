@@ -22,7 +22,7 @@ from typing import Any
 from starlette.types import Receive, Scope, Send
 
 from .. import audit
-from ..asgi import read_body
+from ..asgi import drain_body, read_body
 from ..contract import DOMAIN_ERRORS, as_call_error
 from ..errors import CallError, bad_request, method_not_allowed
 from ..hooks import hook_failed
@@ -55,6 +55,7 @@ class Webhook(Route):
         call_id: str | None = None
         try:
             if scope["method"] != "POST":
+                await drain_body(scope, receive, MAX_WEBHOOK_BYTES)
                 raise method_not_allowed(["POST"])
             raw = await read_body(scope, receive, MAX_WEBHOOK_BYTES)
             await self._verify(scope, raw)

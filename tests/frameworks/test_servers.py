@@ -554,19 +554,7 @@ def test_the_readme_lines_show_the_audit_trail_under_uvicorn(
 
 # -- refusals over HTTP/2 --------------------------------------------------------------
 
-HYPERCORN_H2_RACE = pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "hypercorn's HTTP/2 drops the whole connection (KeyError in protocol/h2.py) when a "
-        "request's body frames arrive after the app answered; the broker answers these "
-        "refusals without reading the body (the fix: drain a small body first)"
-    ),
-)
-
-
-@pytest.mark.parametrize(
-    "server", [pytest.param("hypercorn", marks=HYPERCORN_H2_RACE), "granian-tls"]
-)
+@pytest.mark.parametrize("server", ["hypercorn", "granian-tls"])
 def test_refusals_before_the_body_keep_the_http2_connection(
     server: str, start_server: Callable[..., Server], tls: TLS
 ) -> None:
