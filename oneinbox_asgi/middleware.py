@@ -8,11 +8,13 @@ is not ours.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, ClassVar, Unpack
 
 import anyio
+import sniffio
 from anyio.abc import TaskGroup
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -77,6 +79,8 @@ class OneInboxMiddleware:
         #: The background work's task group while the lifespan runs, and its cancel scope.
         self._tasks: TaskGroup | None = None
         self._background: anyio.CancelScope | None = None
+        #: The background work started at a first request, for hosts without a lifespan.
+        self._detached: asyncio.Task[None] | None = None
         self._assets: WidgetAssets | None = None
 
     @property
@@ -106,6 +110,8 @@ class OneInboxMiddleware:
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, route: str) -> None:
         """Answer one of the broker's own routes (``route`` is the path below the prefix)."""
+        if self._background is None and self._tasks is None:
+            self._start_without_lifespan()
         endpoint = self._routes.get(route)
         if endpoint is not None:
             await endpoint(scope, receive, send)
@@ -202,9 +208,24 @@ class OneInboxMiddleware:
             finally:
                 self._background = None
 
+    def _start_without_lifespan(self) -> None:
+        """A host that never runs the lifespan (daphne; Litestar's plugin) still gets the
+        reaper: started here, at the first request to the broker, on asyncio's loop."""
+        if self.broker.lifecycle is None or self._detached is not None:
+            return
+        try:
+            if sniffio.current_async_library() != "asyncio":
+                return  # under trio without a lifespan: documented, nothing to hold it
+        except sniffio.AsyncLibraryNotFoundError:
+            return
+        self._detached = asyncio.get_running_loop().create_task(self._run_background())
+
     async def aclose(self) -> None:
         """Stop the background work; close the pooled upstream transport and the limit store
         (only those we created)."""
         if self._background is not None:
             self._background.cancel()
+        if self._detached is not None:
+            detached, self._detached = self._detached, None
+            detached.cancel()
         await self.broker.aclose()
