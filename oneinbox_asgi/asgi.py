@@ -7,6 +7,12 @@ from starlette.types import Receive, Scope
 
 from .errors import CallError
 
+#: Seconds a client has to send a whole request body, from when the route starts reading it
+#: (408 ``request_timeout`` after). The routes' bodies are at most 16 KiB, a few seconds
+#: even over 2G (the widget's is ``{}``); without a bound, a client trickling a byte at a
+#: time would hold the request open for as long as it liked.
+BODY_TIMEOUT_SECONDS = 10.0
+
 
 def header(scope: Scope, name: bytes) -> bytes | None:
     """The first value of header ``name`` (lower-case bytes), without building a Headers."""
@@ -25,7 +31,8 @@ def is_json(scope: Scope) -> bool:
 
 
 async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
-    """The whole request body, refusing (413) as soon as it grows past ``limit`` bytes."""
+    """The whole request body, refusing (413) as soon as it grows past ``limit`` bytes, and
+    (408 ``request_timeout``) when it has not all arrived within ``BODY_TIMEOUT_SECONDS``."""
     declared = header(scope, b"content-length")
     if declared is not None:
         try:
@@ -34,6 +41,21 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise CallError("bad_request", "Content-Length is not a number.") from None
         if too_big:
             raise _too_large(limit)
+    seconds = BODY_TIMEOUT_SECONDS
+    try:
+        with anyio.fail_after(seconds):
+            return await _receive_body(receive, limit)
+    except TimeoutError:
+        raise CallError(
+            "request_timeout",
+            f"The request body did not arrive within {seconds:g} s.",
+            # Else an HTTP/1 server keeps the connection, reading the rest of the trickle.
+            # (HTTP/2 forbids connection headers.)
+            close_connection=scope.get("http_version", "1.1") in ("1.0", "1.1"),
+        ) from None
+
+
+async def _receive_body(receive: Receive, limit: int) -> bytes:
     body = bytearray()
     while True:
         message = await receive()

@@ -51,7 +51,9 @@ class Broker:
             upstream=upstream,
             lifecycle=lifecycle,
             cross_site=CrossSiteGuard(settings.trusted_origins),
-            client_address=ClientAddress(settings.trusted_proxies),
+            client_address=ClientAddress(
+                settings.trusted_proxies, ipv6_subnet=settings.ipv6_subnet
+            ),
             limits=Limits(
                 store,
                 rate=settings.rate,

@@ -5,6 +5,11 @@
 trusted proxy appended is skipped, and the first address not in the list is the
 client. With no trusted proxies (the default) the header is ignored entirely, so a
 browser cannot choose its own rate-limit key.
+
+An IPv6 client is limited by its network, not its address: one subscriber or one
+server usually holds a whole /64 and can rotate through it at will. ``ipv6_subnet``
+(default 64; 128 means per address) is that network's prefix length. IPv4 clients,
+and IPv4-mapped IPv6 ones (``::ffff:a.b.c.d``), are limited per address.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ from starlette.types import Scope
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 MAX_ADDRESS_CHARS = 64
+#: IPv6 callers are limited per /64 unless ``ipv6_subnet`` says otherwise.
+DEFAULT_IPV6_SUBNET = 64
 
 
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
@@ -34,19 +41,71 @@ def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None
     return address
 
 
+class ClientIP(str):
+    """A client address, as hooks see it (``CallRequest.client_ip``), that also knows the
+    network its per-caller limits count under (``network``)."""
+
+    network: str
+
+    def __new__(cls, address: str, network: str | None = None) -> ClientIP:
+        self = super().__new__(cls, address)
+        self.network = address if network is None else network  # copy and pickle restore it
+        return self
+
+
+def network_of(client_ip: str | None, ipv6_subnet: int = DEFAULT_IPV6_SUBNET) -> str:
+    """What per-address limits count: an IPv6 address's ``/ipv6_subnet`` network
+    (``2001:db8:1:2::/64``), an IPv4 address itself; ``unknown`` without an address.
+
+    A ``ClientIP`` answers the network it was resolved with (the middleware's
+    ``ipv6_subnet``); other text is parsed with ``ipv6_subnet``. Text that is not an
+    address is its own key.
+    """
+    if client_ip is None or client_ip == "":
+        return "unknown"
+    if isinstance(client_ip, ClientIP):
+        return client_ip.network
+    parsed = _parse_ip(client_ip)
+    if parsed is None:
+        return client_ip[:MAX_ADDRESS_CHARS]
+    return _network(parsed, ipv6_subnet)
+
+
+def _network(address: ipaddress.IPv4Address | ipaddress.IPv6Address, ipv6_subnet: int) -> str:
+    if isinstance(address, ipaddress.IPv4Address) or ipv6_subnet >= 128:
+        return str(address)
+    host_bits = 128 - ipv6_subnet
+    base = ipaddress.IPv6Address(int(address) >> host_bits << host_bits)  # drops a %zone
+    return f"{base}/{ipv6_subnet}"
+
+
 class ClientAddress:
     """Resolves the client address of a request, believing only ``trusted_proxies``."""
 
-    __slots__ = ("_networks",)
+    __slots__ = ("_ipv6_subnet", "_networks")
 
-    def __init__(self, trusted_proxies: Iterable[Network] = ()) -> None:
+    def __init__(
+        self, trusted_proxies: Iterable[Network] = (), *, ipv6_subnet: int = DEFAULT_IPV6_SUBNET
+    ) -> None:
         self._networks = tuple(trusted_proxies)
+        self._ipv6_subnet = ipv6_subnet
 
     def _is_trusted(self, address: str) -> bool:
         parsed = _parse_ip(address)
         return parsed is not None and any(parsed in network for network in self._networks)
 
-    def of(self, scope: Scope) -> str | None:
+    def of(self, scope: Scope) -> ClientIP | None:
+        """The client's address (IPv4-mapped IPv6 written as IPv4), with its limits' network."""
+        address = self._address(scope)
+        if address is None:
+            return None
+        parsed = _parse_ip(address)
+        if parsed is None:
+            text = address[:MAX_ADDRESS_CHARS]
+            return ClientIP(text, text or "unknown")
+        return ClientIP(str(parsed), _network(parsed, self._ipv6_subnet))
+
+    def _address(self, scope: Scope) -> str | None:
         client = scope.get("client")
         peer: str | None = str(client[0]) if client else None
         if not self._networks or peer is None or not self._is_trusted(peer):
@@ -60,10 +119,5 @@ class ClientAddress:
             return peer
         for hop in reversed(hops):
             if not self._is_trusted(hop):
-                return _clean(hop)
-        return _clean(hops[0])  # every hop is one of our proxies: the first one it saw
-
-
-def _clean(hop: str) -> str:
-    parsed = _parse_ip(hop)
-    return str(parsed) if parsed is not None else hop[:MAX_ADDRESS_CHARS]
+                return hop
+        return hops[0]  # every hop is one of our proxies: the first one it saw

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit
 import httpx
 
 from .checks import hook_or_none, positive_int_or_none, positive_seconds, strings
-from .client_address import Network
+from .client_address import DEFAULT_IPV6_SUBNET, Network
 from .errors import ConfigurationError
 from .guards.limits import RateLimit
 from .hooks import EventHook, Hook, WebhookVerifier
@@ -55,6 +55,7 @@ class Options(TypedDict, total=False):
     http_client: httpx.AsyncClient | None
     trusted_origins: Collection[str]
     trusted_proxies: Collection[str]
+    ipv6_subnet: int
     rate_limit: str | None
     max_concurrent_calls: int | None
     max_call_seconds: float
@@ -85,6 +86,8 @@ class Settings:
     session: SessionReader | None
     trusted_origins: frozenset[str]
     trusted_proxies: tuple[Network, ...]
+    #: The network an IPv6 caller keyed by address is limited by (128: per address).
+    ipv6_subnet: int
     rate: RateLimit | None
     max_concurrent_calls: int | None
     max_call_seconds: float
@@ -121,6 +124,7 @@ class Settings:
         http_client: httpx.AsyncClient | None = None,
         trusted_origins: Collection[str] = (),
         trusted_proxies: Collection[str] = (),
+        ipv6_subnet: int = DEFAULT_IPV6_SUBNET,
         rate_limit: str | None = DEFAULT_RATE_LIMIT,
         max_concurrent_calls: int | None = DEFAULT_MAX_CONCURRENT_CALLS,
         max_call_seconds: float = DEFAULT_MAX_CALL_SECONDS,
@@ -174,6 +178,7 @@ class Settings:
                 _network(entry)
                 for entry in strings("trusted_proxies", trusted_proxies, "10.0.0.0/8")
             ),
+            "ipv6_subnet": _ipv6_subnet(ipv6_subnet),
             "rate": None if rate_limit is None else RateLimit.parse(rate_limit),
             "max_concurrent_calls": positive_int_or_none(
                 "max_concurrent_calls", max_concurrent_calls
@@ -264,6 +269,15 @@ def _network(entry: str) -> Network:
         raise ConfigurationError(
             f"trusted_proxies: {entry!r} is not an IP address or CIDR network"
         ) from None
+
+
+def _ipv6_subnet(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 128:
+        raise ConfigurationError(
+            "ipv6_subnet must be an IPv6 prefix length from 1 to 128, such as 64 (callers "
+            f"keyed by address are limited per /64 network) or 128 (per address), not {value!r}"
+        )
+    return value
 
 
 def open_store(option: LimitStore | str | None) -> tuple[LimitStore, bool]:

@@ -10,6 +10,8 @@ from starlette.datastructures import Headers
 from starlette.requests import cookie_parser
 from starlette.types import Scope
 
+from .client_address import network_of
+
 
 class Forbidden(Exception):
     """Raise from ``authorize`` to refuse a known user; ``message`` is shown to them."""
@@ -82,11 +84,13 @@ class CallRequest:
 
 
 def allow_anonymous(request: CallRequest) -> str:
-    """An ``authorize`` hook that lets everyone call; the caller is keyed by client address.
+    """An ``authorize`` hook that lets everyone call; the caller is keyed by client address
+    (``anonymous:203.0.113.7``), an IPv6 one by its network (``anonymous:2001:db8:1:2::/64``,
+    per the ``ipv6_subnet`` option), so rotating addresses within it buys no more calls.
 
     For public sites that opt in explicitly. Pair it with the rate and concurrency limits.
     """
-    return f"anonymous:{request.client_ip or 'unknown'}"
+    return f"anonymous:{network_of(request.client_ip)}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,7 +105,7 @@ class CallEvent:
     caller: Any
     #: Seconds from start-call to end-call (``on_call_ended`` only).
     duration: float | None = None
-    #: The limits' key for the caller: ``id:<caller>`` or ``ip:<client address>``.
+    #: The limits' key for the caller: ``id:<caller>`` or ``ip:<client address or network>``.
     limit_key: str = ""
     #: The agent's name as the browser asked for it (None: the default agent).
     agent: str | None = None

@@ -48,7 +48,9 @@ class CallError(Exception):
     """A refusal or failure the broker answers with ``{"error": {"code", "message"}}``.
 
     ``message`` is for the person in front of the browser; ``reason`` (optional) is for
-    the operator's log only, and must already be free of secrets.
+    the operator's log only, and must already be free of secrets. ``close_connection``
+    asks an HTTP/1 server to close the connection after the answer (the request was not
+    read to its end).
     """
 
     def __init__(
@@ -59,6 +61,7 @@ class CallError(Exception):
         retry_after: int | None = None,
         allow: Iterable[str] = (),
         reason: str | None = None,
+        close_connection: bool = False,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -67,6 +70,7 @@ class CallError(Exception):
         self.retry_after = retry_after
         self.allow = tuple(allow)
         self.reason = reason
+        self.close_connection = close_connection
 
     def __repr__(self) -> str:
         return f"CallError({self.code!r}, {self.message!r})"
@@ -78,6 +82,8 @@ class CallError(Exception):
             headers.append(("Retry-After", str(self.retry_after)))
         if self.allow:
             headers.append(("Allow", ", ".join(self.allow)))
+        if self.close_connection:
+            headers.append(("Connection", "close"))
         return headers
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import anyio
 
+from ..client_address import network_of
 from ..errors import CallError, ConfigurationError
 from ..stores.base import LimitStore, StoreUnavailable, duration_ms, now_ms
 
@@ -78,10 +79,11 @@ class RateLimit:
 
 
 def limit_key(caller: Any, client_ip: str | None) -> str:
-    """``id:<what authorize returned>`` for a str or int, else ``ip:<client address>``."""
+    """``id:<what authorize returned>`` for a str or int, else ``ip:<client network>``: the
+    address for IPv4, the ``/ipv6_subnet`` network for IPv6 (``client_address.network_of``)."""
     if isinstance(caller, str) or (isinstance(caller, int) and not isinstance(caller, bool)):
         return f"id:{caller}"
-    return f"ip:{client_ip or 'unknown'}"
+    return f"ip:{network_of(client_ip)}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -554,6 +554,7 @@ def test_the_readme_lines_show_the_audit_trail_under_uvicorn(
 
 # -- refusals over HTTP/2 --------------------------------------------------------------
 
+
 @pytest.mark.parametrize("server", ["hypercorn", "granian-tls"])
 def test_refusals_before_the_body_keep_the_http2_connection(
     server: str, start_server: Callable[..., Server], tls: TLS
