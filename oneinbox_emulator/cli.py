@@ -167,6 +167,7 @@ def _run_demo(args: argparse.Namespace) -> None:
 
     api_key = os.environ.get("ONEINBOX_API_KEY", "")
     others: list[Served] = []
+    site_socket = _listen(args.host, args.port, "demo site")
     if api_key:
         agent_id = os.environ.get("ONEINBOX_AGENT_ID", "")
         if not agent_id:
@@ -180,6 +181,10 @@ def _run_demo(args: argparse.Namespace) -> None:
         backend_line = f"OneInbox ({os.environ.get('ONEINBOX_BASE_URL') or 'api.oneinbox.ai'})"
     else:
         _need_emulator_extra()
+        if not args.webhook_url:  # the emulator tells the demo's broker of every call's end
+            from .serving import url_of
+
+            args.webhook_url = f"{url_of(site_socket)}/oneinbox/webhook"
         emulator = _build_emulator(args)
         others.append(Served(emulator, _listen(args.host, args.emulator_port, "emulator")))
         emulator.bind(others[0].url)
@@ -190,7 +195,7 @@ def _run_demo(args: argparse.Namespace) -> None:
             backend="the local OneInbox emulator",
         )
         backend_line = f"the local OneInbox emulator at {emulator.base_url}"
-    site = Served(build_demo_app(config), _listen(args.host, args.port, "demo site"))
+    site = Served(build_demo_app(config), site_socket)
     print(f"oneinbox-asgi demo: open {site.url}/")
     print(f"  calls go to {backend_line}")
     if args.webhook_url:

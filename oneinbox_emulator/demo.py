@@ -37,6 +37,9 @@ class DemoConfig:
     """Named on the page, so a person sees whether the emulator or the real service answers."""
     session_secret: str = ""
     """Signs the session cookie; empty: a random secret (sessions end with the process)."""
+    webhooks: bool = True
+    """Mount ``/oneinbox/webhook``: the emulator delivers its call events there, so the
+    broker learns of every call's end (docs/lifecycle.md)."""
 
 
 def authorize(request: CallRequest) -> str | None:
@@ -139,6 +142,7 @@ def build_demo_app(config: DemoConfig) -> ASGIApp:
         api_key=config.api_key,
         agent_id=config.agent_id,
         base_url=config.base_url,
+        webhooks=config.webhooks,
     )
     # Outside the broker, so scope["session"] is there when the broker runs.
     return SessionMiddleware(
