@@ -22,6 +22,7 @@ from .asgi import drain_body
 from .broker import Broker
 from .config import Options, Settings
 from .errors import ConfigurationError, not_found
+from .guards.cross_site import cors_headers, preflight_headers
 from .payload import MAX_BODY_BYTES
 from .responses import send_error
 from .routes.end_call import EndCall
@@ -114,6 +115,13 @@ class OneInboxMiddleware:
             self._start_without_lifespan()
         endpoint = self._routes.get(route)
         if endpoint is not None:
+            if route in self.call_routes:
+                origin = self.broker.cross_site.trusted_origin(scope)
+                if origin is not None:  # a sibling site that embeds the button
+                    if scope["method"] == "OPTIONS":
+                        await _preflight(send, origin)
+                        return
+                    send = _with_cors(send, origin)
             await endpoint(scope, receive, send)
             return
         if "/" not in route and route:  # a widget file (the responder answers 404/405 itself)
@@ -229,3 +237,19 @@ class OneInboxMiddleware:
             detached, self._detached = self._detached, None
             detached.cancel()
         await self.broker.aclose()
+
+
+async def _preflight(send: Send, origin: bytes) -> None:
+    await send({"type": "http.response.start", "status": 204, "headers": preflight_headers(origin)})
+    await send({"type": "http.response.body", "body": b""})
+
+
+def _with_cors(send: Send, origin: bytes) -> Send:
+    """Add the CORS headers for a trusted origin to the answer's start."""
+
+    async def send_with_cors(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            message = {**message, "headers": [*message["headers"], *cors_headers(origin)]}
+        await send(message)
+
+    return send_with_cors

@@ -10,7 +10,7 @@ from oneinbox_asgi.guards.cross_site import CrossSiteGuard
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..apps import starlette_app
-from ..support import END, START, broker, error_code
+from ..support import END, START, broker, client_for, error_code
 
 pytestmark = pytest.mark.anyio
 
@@ -171,3 +171,68 @@ def test_trusted_origins_must_be_bare_origins(origin: str) -> None:
 def test_trusted_origins_is_not_a_single_string() -> None:
     with pytest.raises(ConfigurationError, match="trusted_origins"):
         broker(trusted_origins="https://partner.example")
+
+
+PARTNER = "https://partner.example"
+
+
+async def test_a_trusted_origins_preflight_is_answered_for_a_credentialed_json_post(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    app = broker(http_client=upstream_client, trusted_origins=[PARTNER])
+    preflight = {
+        "Origin": PARTNER,
+        "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "content-type",
+        "Sec-Fetch-Site": "cross-site",
+        "Sec-Fetch-Mode": "cors",
+    }
+    async with client_for(app) as client:
+        for route in (START, END):
+            answer = await client.options(route, headers=preflight)
+            assert answer.status_code == 204, answer.text
+            assert answer.headers["access-control-allow-origin"] == PARTNER
+            assert answer.headers["access-control-allow-credentials"] == "true"
+            assert answer.headers["access-control-allow-methods"] == "POST"
+            assert answer.headers["access-control-allow-headers"] == "content-type"
+            assert answer.headers["vary"] == "Origin"
+    assert oneinbox.received == []
+
+
+@pytest.mark.parametrize(
+    "origin",
+    ["https://evil.example", "https://partner.example.evil", "null", "http://partner.example"],
+)
+async def test_other_origins_get_nothing_that_lets_a_browser_through(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, origin: str
+) -> None:
+    app = broker(http_client=upstream_client, trusted_origins=[PARTNER])
+    cross = {"Origin": origin, "Sec-Fetch-Site": "cross-site"}
+    async with client_for(app, "u1") as client:
+        preflight = await client.options(
+            START, headers={**cross, "Access-Control-Request-Method": "POST"}
+        )
+        post = await client.post(START, json={}, headers=cross)
+    for answer in (preflight, post):
+        assert not any(name.startswith("access-control-") for name in answer.headers)
+    assert preflight.status_code == 405
+    assert post.status_code == 403 and error_code(post) == "cross_site"
+    assert oneinbox.received == []
+
+
+async def test_a_trusted_origins_post_is_readable_with_credentials(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    app = broker(http_client=upstream_client, trusted_origins=[PARTNER])
+    cross = {"Origin": PARTNER, "Sec-Fetch-Site": "cross-site"}
+    async with client_for(app, "u1") as client:
+        started = await client.post(START, json={}, headers=cross)
+        refused = await client.post(START, json={}, headers=cross)  # at the cap: still readable
+        ended = await client.post(
+            END, json={"end_token": started.json()["end_token"]}, headers=cross
+        )
+    assert [started.status_code, refused.status_code, ended.status_code] == [201, 429, 200]
+    for answer in (started, refused, ended):
+        assert answer.headers["access-control-allow-origin"] == PARTNER
+        assert answer.headers["access-control-allow-credentials"] == "true"
+        assert answer.headers["vary"] == "Origin"
