@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -287,33 +288,52 @@ app.add_middleware(OneInboxMiddleware, authorize=allow_anonymous, agent_id="agt_
 """
 
 
-def test_a_missing_api_key_is_said_at_startup_under_uvicorns_defaults(tmp_path: Path) -> None:
+SERVERS = {
+    "uvicorn": ["-m", "uvicorn", "hostapp:app", "--port", "{port}"],
+    "hypercorn": ["-m", "hypercorn", "hostapp:app", "--bind", "127.0.0.1:{port}"],
+    "granian": ["-m", "granian", "--interface", "asgi", "hostapp:app", "--port", "{port}"],
+    # daphne sends no lifespan: Starlette builds its middleware at the first request.
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "{port}", "hostapp:app"],
+}
+
+
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_a_missing_api_key_is_said_on_the_console_under_the_servers_defaults(
+    tmp_path: Path, server: str
+) -> None:
     """Starlette builds its middleware at the first lifespan message; uvicorn's default
     lifespan mode then logs only "lifespan unsupported" and every page answers 500. The
-    reason must be on the console at startup, with no logging set up by the host."""
+    reason must be on the console at startup (daphne: at the first request, the first
+    moment the middleware exists), with no logging set up by the host."""
     (tmp_path / "hostapp.py").write_text(HOST_WITHOUT_KEY)
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONEINBOX_")}
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    command = [sys.executable, "-m", "uvicorn", "hostapp:app", "--port", str(port)]
-    server = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL
+    command = [sys.executable, *(part.format(port=port) for part in SERVERS[server])]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stderr=subprocess.STDOUT, stdout=subprocess.PIPE
     )
-    lines: list[str] = []
+    output: list[str] = []
+    said = "OneInbox API key missing: set ONEINBOX_API_KEY"
     try:
-        assert server.stderr is not None
+        assert process.stdout is not None
+        os.set_blocking(process.stdout.fileno(), False)
         deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            line = server.stderr.readline().decode()
-            lines.append(line)
-            if not line or "Application startup complete" in line:
-                break
+        asked = False
+        while time.monotonic() < deadline and said not in "".join(output):
+            chunk = process.stdout.read()
+            if chunk:
+                output.append(chunk.decode(errors="replace"))
+            elif server == "daphne" and not asked and "Listening" in "".join(output):
+                asked = True
+                with contextlib.suppress(httpx.HTTPError):
+                    httpx.get(f"http://127.0.0.1:{port}/", timeout=5)
+            else:
+                time.sleep(0.05)
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        if server.stderr is not None:
-            server.stderr.close()
-    startup = "".join(lines)
-    assert "Application startup complete" in startup, startup
-    assert "OneInbox API key missing: set ONEINBOX_API_KEY" in startup, startup
+        process.terminate()
+        process.wait(timeout=10)
+        if process.stdout is not None:
+            process.stdout.close()
+    assert said in "".join(output), "".join(output)
