@@ -40,7 +40,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
     from redis.commands.core import AsyncScript
 
-DEFAULT_KEY_PREFIX = "oneinbox-asgi:"
+DEFAULT_KEY_PREFIX = "oneinbox-asgi"
 MAX_PLAIN_KEY_CHARS = 200
 
 # KEYS[1]: the caller's window. ARGV: now_ms, cutoff_ms (now - period), limit, member, period_ms.
@@ -175,9 +175,11 @@ class RedisStore:
         return f"RedisStore({self.url!r}, timeout={self.timeout!r})"
 
     def _key(self, kind: str, key: str) -> str:
+        """``{<key_prefix>}<kind>:<key>``: the braces are a Redis Cluster hash tag, so every
+        key of one store lives in one hash slot and any script may use any of them."""
         if len(key) > MAX_PLAIN_KEY_CHARS:
             key = "sha256:" + hashlib.sha256(key.encode()).hexdigest()
-        return f"{self.key_prefix}{kind}:{key}"
+        return f"{{{self.key_prefix}}}{kind}:{key}"
 
     async def _run(self, script: AsyncScript, key: str, *args: str | int) -> int:
         return int(await self._script(script, [key], *args))
