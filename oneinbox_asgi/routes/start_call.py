@@ -30,6 +30,8 @@ from ..upstream import UpstreamError, WebCall
 from .common import Route
 
 logger = logging.getLogger("oneinbox_asgi")
+#: A tenant's name as the limits key it (longer names are cut).
+MAX_TENANT_CHARS = 200
 
 
 class StartCall(Route):
@@ -71,15 +73,14 @@ class StartCall(Route):
         """From an authorized request to the 201 answer."""
         broker = self.broker
         limits = broker.limits
-        await limits.check_rate(key)
-        variables = from_browser | await self._hook_mapping("variables", request)
-        if self.settings.metadata is None:
-            metadata: dict[str, Any] = {"caller": str(request.caller), "path": request.path}
-        else:
-            metadata = await self._hook_mapping("metadata", request)
-
-        slot = await self._take_slot(key)
+        tenant = await self._tenant(request)
+        slot = await self._admit(key, tenant, agent_id)
         try:
+            variables = from_browser | await self._hook_mapping("variables", request)
+            if self.settings.metadata is None:
+                metadata: dict[str, Any] = {"caller": str(request.caller), "path": request.path}
+            else:
+                metadata = await self._hook_mapping("metadata", request)
             call = await broker.upstream.create_web_call(
                 agent_id, variables=variables, metadata=metadata
             )
@@ -87,7 +88,7 @@ class StartCall(Route):
             await limits.give_back(key, slot)
             raise
         lease_ms = duration_ms(self.settings.max_call_seconds)
-        await self._remember(call, request, key, agent_id, slot)
+        await self._remember(call, request, key, agent_id, slot, tenant)
         end_token = broker.handles.issue(
             key, call_id=call.call_id, agent_id=agent_id, slot=slot.id, expires_ms=slot.expires_ms
         )
@@ -106,22 +107,45 @@ class StartCall(Route):
             )
         return _answer(call, end_token)
 
-    async def _take_slot(self, key: str) -> Slot:
-        """A slot, or ``too_many_calls``; at the cap, OneInbox is first asked whether the
-        calls holding the caller's slots have ended (a closed tab never said so)."""
+    async def _tenant(self, request: CallRequest) -> str | None:
+        """The ``tenant`` hook's answer: the team, customer or service the call counts for."""
+        hook = self.settings.tenant
+        if hook is None:
+            return None
+        try:
+            tenant = await run_hook(hook, request)
+            if tenant is not None and (not isinstance(tenant, str) or not tenant):
+                raise TypeError(
+                    f"the tenant hook must return a non-empty str or None, not {tenant!r:.40}"
+                )
+        except Exception as exc:
+            raise hook_failed("tenant") from exc
+        return tenant[:MAX_TENANT_CHARS] if tenant is not None else None
+
+    async def _admit(self, key: str, tenant: str | None, agent_id: str) -> Slot:
+        """Pass every scope's limits (one round trip), or the first refusal; at the caller's
+        cap, OneInbox is first asked whether the calls holding the caller's slots have
+        ended (a closed tab never said so)."""
         limits = self.broker.limits
         lifecycle = self.broker.lifecycle
         try:
-            return await limits.take_slot(key)
+            return await limits.admit(key, tenant=tenant, agent_id=agent_id)
         except CallError as refused:
             if refused.code != "too_many_calls" or lifecycle is None:
                 raise
             if not await lifecycle.reconcile(key):
                 raise
-        return await limits.take_slot(key)
+        # The attempt was counted already: the retry only takes the freed slot.
+        return await limits.admit(key, tenant=tenant, agent_id=agent_id, count_rate=False)
 
     async def _remember(
-        self, call: WebCall, request: CallRequest, key: str, agent_id: str, slot: Slot
+        self,
+        call: WebCall,
+        request: CallRequest,
+        key: str,
+        agent_id: str,
+        slot: Slot,
+        tenant: str | None,
     ) -> None:
         """Note the call in the store, so that any path that sees it end can free its slot
         and tell the host. If the store fails now, the call goes on: its slot's lease
@@ -138,6 +162,7 @@ class StartCall(Route):
             agent=request.agent,
             started_ms=slot.expires_ms - duration_ms(self.settings.max_call_seconds),
             deadline_ms=slot.expires_ms,
+            tenant=tenant,
         )
         try:
             await lifecycle.ledger.record_call(entry)
