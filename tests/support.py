@@ -3,7 +3,7 @@ test defaults, the contract's error shape, and a few small tools.
 
 Test modules import shared helpers from here (or from their package's own support
 module, for what only that package uses), never from each other or from a conftest,
-whose place is fixtures."""
+whose place is fixtures; tests/structure/test_test_imports.py keeps to that."""
 
 from __future__ import annotations
 
