@@ -17,7 +17,7 @@ import pytest
 from oneinbox_asgi.widget import script_tag
 
 from ..chromium import CHROMIUM, LAUNCH_ARGS
-from .conftest import (
+from .support import (
     API_KEY,
     FORBIDDEN_MESSAGE,
     RATE_LIMIT,

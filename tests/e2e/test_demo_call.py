@@ -11,7 +11,7 @@ import pytest
 
 from oneinbox_emulator.agent import AgentSettings
 
-from .conftest import TIMEOUT_MS, TIMINGS, Stack, wait_until
+from .support import TIMEOUT_MS, TIMINGS, Stack, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
