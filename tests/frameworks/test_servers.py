@@ -21,7 +21,8 @@ them (hypercorn joins them before the app sees them; granian does not).
 
 Then: the checks fail on a broken setup; Django's ``runserver`` (WSGI) serves no broker,
 daphne's does; the README's logging lines show the audit trail under uvicorn; the
-broker's early refusals over hypercorn's HTTP/2 (a strict xfail: see its reason).
+broker's early refusals over HTTP/2 keep the connection (hypercorn's HTTP/2 drops it
+when body frames arrive after the answer; the broker reads a small body first).
 The table of what each pair proved is in docs/frameworks.md ("Servers").
 """
 
