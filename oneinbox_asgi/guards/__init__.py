@@ -8,10 +8,12 @@ from ..stores.base import LimitStore, StoreUnavailable
 from ..stores.memory import MemoryStore
 from ..stores.redis import RedisStore
 from .limits import Budget, BudgetAlert, RateLimit
+from .switch import KillSwitch
 
 __all__ = [
     "Budget",
     "BudgetAlert",
+    "KillSwitch",
     "LimitStore",
     "MemoryStore",
     "RateLimit",

@@ -197,6 +197,18 @@ class Admission:
     calls_today: tuple[int, ...] = ()
 
 
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One scope's usage: calls live now, calls and call milliseconds on one day, and the
+    daily budgets last applied to it (None: none, or none seen that day)."""
+
+    live: int
+    calls: int
+    milliseconds: int
+    calls_per_day: int | None = None
+    minutes_per_day: float | None = None
+
+
 def pause_target(scope: str, name: str | None = None) -> str:
     """The kill switch's name for a scope: ``global``, ``tenant:<name>``, ``agent:<id>``."""
     if scope == "global":
@@ -236,8 +248,8 @@ class BudgetStore(Protocol):
         """Count an ended call's duration at each scope; each scope's total today (ms)."""
         ...
 
-    async def usage(self, scope_key: str, day: int) -> tuple[int, int, int]:
-        """A scope's live calls (slots held), calls today and call milliseconds today."""
+    async def usage(self, scope_key: str, day: int) -> Usage:
+        """A scope's live calls (slots held), and its calls and call time on ``day``."""
         ...
 
     async def set_paused(self, target: str, paused: bool) -> None:

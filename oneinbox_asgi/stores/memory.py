@@ -20,6 +20,7 @@ from .base import (
     Clock,
     Ended,
     ScopeRule,
+    Usage,
     duration_ms,
     entry_scope_keys,
     now_ms,
@@ -47,6 +48,7 @@ class MemoryStore:
         self._claims: dict[str, int] = {}  # lease name -> when it runs out (ms)
         self._days: dict[tuple[str, int], list[int]] = {}  # (scope key, day) -> [calls, ms]
         self._paused: set[str] = set()
+        self._budgets: dict[tuple[str, int], tuple[int | None, float | None]] = {}
         self._next_sweep = clock() + SWEEP_EVERY_SECONDS
 
     def __repr__(self) -> str:
@@ -202,6 +204,7 @@ class MemoryStore:
                 today = self._days.setdefault((key, day), [0, 0])
                 today[0] += 1
                 counts.append(today[0])
+                self._budgets[(key, day)] = (rule.calls_per_day, rule.minutes_per_day)
             return Admission(expires, day=day, calls_today=tuple(counts))
 
     async def unadmit(self, rules: tuple[ScopeRule, ...], slot: str, day: int) -> None:
@@ -224,11 +227,12 @@ class MemoryStore:
                 totals.append(today[1])
             return tuple(totals)
 
-    async def usage(self, scope_key: str, day: int) -> tuple[int, int, int]:
+    async def usage(self, scope_key: str, day: int) -> Usage:
         with self._lock:
             live = len(self._held(scope_key, now_ms(self.clock)))
             calls, used = self._days.get((scope_key, day), [0, 0])
-            return live, calls, used
+            budgets = self._budgets.get((scope_key, day), (None, None))
+            return Usage(live, calls, used, *budgets)
 
     async def set_paused(self, target: str, paused: bool) -> None:
         with self._lock:
@@ -283,6 +287,7 @@ class MemoryStore:
         today = current // DAY_MS
         for day_key in [k for k in self._days if k[1] < today - 1]:
             del self._days[day_key]
+            self._budgets.pop(day_key, None)
         for name, until in list(self._claims.items()):
             if until <= current:
                 del self._claims[name]

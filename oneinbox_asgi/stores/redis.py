@@ -35,6 +35,7 @@ from .base import (
     Ended,
     ScopeRule,
     StoreUnavailable,
+    Usage,
     duration_ms,
     entry_scope_keys,
     now_ms,
@@ -210,6 +211,7 @@ for i = 1, ns do
     redis.call('HSET', key(i, 3), 'd', day, 'calls', 0, 'ms', 0)
   end
   answer[#answer + 1] = redis.call('HINCRBY', key(i, 3), 'calls', 1)
+  redis.call('HSET', key(i, 3), 'cb', arg(i, 4), 'mb', arg(i, 5))
   redis.call('PEXPIRE', key(i, 3), 172800000)
 end
 return answer
@@ -247,9 +249,10 @@ USAGE = (
     NOW
     + """
 local live = redis.call('ZCOUNT', KEYS[1], '(' .. now_ms(ARGV[1]), '+inf')
-local today = redis.call('HMGET', KEYS[2], 'd', 'calls', 'ms')
-if tonumber(today[1]) ~= tonumber(ARGV[2]) then return {live, 0, 0} end
-return {live, tonumber(today[2]) or 0, tonumber(today[3]) or 0}
+local today = redis.call('HMGET', KEYS[2], 'd', 'calls', 'ms', 'cb', 'mb')
+if tonumber(today[1]) ~= tonumber(ARGV[2]) then return {live, 0, 0, -1, -1} end
+return {live, tonumber(today[2]) or 0, tonumber(today[3]) or 0,
+        tonumber(today[4]) or -1, tonumber(today[5]) or -1}
 """
 )
 
@@ -499,10 +502,18 @@ class RedisStore:
         totals = await self._script(self._add_ms, keys, milliseconds, day)
         return tuple(int(total) for total in totals)
 
-    async def usage(self, scope_key: str, day: int) -> tuple[int, int, int]:
+    async def usage(self, scope_key: str, day: int) -> Usage:
         keys = [self._key("slots", scope_key), self._key("day", scope_key)]
-        live, calls, used = await self._script(self._usage, keys, self._given_now(), day)
-        return int(live), int(calls), int(used)
+        live, calls, used, calls_budget, ms_budget = await self._script(
+            self._usage, keys, self._given_now(), day
+        )
+        return Usage(
+            int(live),
+            int(calls),
+            int(used),
+            None if int(calls_budget) < 0 else int(calls_budget),
+            None if int(ms_budget) < 0 else int(ms_budget) / 60_000,
+        )
 
     async def set_paused(self, target: str, paused: bool) -> None:
         key = self._key("paused", "targets")
