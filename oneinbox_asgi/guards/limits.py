@@ -200,6 +200,9 @@ _REFUSALS: dict[tuple[str, str], tuple[str, str]] = {
 }
 
 
+_UNLIMITED = Budget()
+
+
 def day_name(day: int) -> str:
     return datetime.datetime.fromtimestamp(day * 86400, datetime.UTC).date().isoformat()
 
@@ -239,11 +242,13 @@ class Limits:
 
     def rules(self, key: str, tenant: str | None) -> tuple[ScopeRule, ...]:
         """The scopes a call of this caller (and tenant) counts against, in checking order."""
+        # Every scope is counted (live calls, calls and minutes today) even without a limit,
+        # so that usage can be reported: in the same round trip, at little cost.
         rules = [self._caller_rule(key)]
-        if tenant is not None and self.tenant is not None:
-            rules.append(self.tenant.rule("tenant", tenant))
-        if self.everyone is not None:
-            rules.append(self.everyone.rule("global", "all"))
+        if tenant is not None:
+            rules.append((self.tenant or _UNLIMITED).rule("tenant", tenant))
+        if self.budgets is not None:
+            rules.append((self.everyone or _UNLIMITED).rule("global", "all"))
         return tuple(rules)
 
     def _caller_rule(self, key: str) -> ScopeRule:
@@ -273,7 +278,6 @@ class Limits:
         pauses = ["global", f"agent:{agent_id}"]
         if tenant is not None:
             pauses.append(f"tenant:{tenant}")
-        capped = any(rule.cap is not None for rule in rules)
         slot = secrets.token_urlsafe(12)
         admission = await self.budgets.admit(
             rules,
@@ -286,7 +290,7 @@ class Limits:
             index, what = admission.refused
             raise self._refusal(rules[index].scope, what, admission.retry_ms)
         await self._alert_calls(rules, admission)
-        return Slot(slot if capped else None, admission.expires_ms, rules, admission.day)
+        return Slot(slot, admission.expires_ms, rules, admission.day)
 
     def _refusal(self, scope: str, what: str, retry_ms: int) -> CallError:
         wait = max(1, math.ceil(retry_ms / 1000)) if retry_ms else None

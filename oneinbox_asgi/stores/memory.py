@@ -198,9 +198,8 @@ class MemoryStore:
                 return Admission(0, (refusal[0], refusal[1]), refusal[2], day)
             expires = now + duration_ms(lease)
             counts = []
-            for rule, key in zip(rules, keys, strict=True):
-                if rule.cap is not None:
-                    self._slots.setdefault(key, {})[slot] = expires
+            for key in keys:  # every scope holds the slot, capped or not: its live count
+                self._slots.setdefault(key, {})[slot] = expires
                 today = self._days.setdefault((key, day), [0, 0])
                 today[0] += 1
                 counts.append(today[0])

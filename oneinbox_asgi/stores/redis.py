@@ -146,11 +146,9 @@ local ns = tonumber(ARGV[6 + np])
 local at = 6 + np
 local function key(i, j) return KEYS[1 + (i - 1) * 3 + j] end
 local function arg(i, j) return ARGV[at + (i - 1) * 6 + j] end
-for i = 1, ns do
-  if tonumber(arg(i, 3)) >= 0 then
-    local held = redis.call('ZSCORE', key(i, 2), ARGV[2])
-    if held and tonumber(held) > now then return {tonumber(held), 0, '', 0, day} end
-  end
+if ns > 0 then
+  local held = redis.call('ZSCORE', key(1, 2), ARGV[2])
+  if held and tonumber(held) > now then return {tonumber(held), 0, '', 0, day} end
 end
 for i = 1, ns do
   local limit = tonumber(arg(i, 1))
@@ -203,10 +201,8 @@ if refused then return refused end
 local expires = now + tonumber(ARGV[3])
 local answer = {expires, 0, '', 0, day}
 for i = 1, ns do
-  if tonumber(arg(i, 3)) >= 0 then
-    redis.call('ZADD', key(i, 2), expires, ARGV[2])
-    redis.call('PEXPIRE', key(i, 2), ARGV[3])
-  end
+  redis.call('ZADD', key(i, 2), expires, ARGV[2])
+  redis.call('PEXPIRE', key(i, 2), ARGV[3])
   if tonumber(redis.call('HGET', key(i, 3), 'd')) ~= day then
     redis.call('HSET', key(i, 3), 'd', day, 'calls', 0, 'ms', 0)
   end
