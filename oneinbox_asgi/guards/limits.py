@@ -242,13 +242,14 @@ class Limits:
 
     def rules(self, key: str, tenant: str | None) -> tuple[ScopeRule, ...]:
         """The scopes a call of this caller (and tenant) counts against, in checking order."""
-        # Every scope is counted (live calls, calls and minutes today) even without a limit,
-        # so that usage can be reported: in the same round trip, at little cost.
+        # A tenant is counted (live calls, calls and minutes today) even without a budget,
+        # so that its usage can be reported; everyone, when there is a global budget
+        # (``Budget()``, with no limits, only counts).
         rules = [self._caller_rule(key)]
         if tenant is not None:
             rules.append((self.tenant or _UNLIMITED).rule("tenant", tenant))
-        if self.budgets is not None:
-            rules.append((self.everyone or _UNLIMITED).rule("global", "all"))
+        if self.everyone is not None:
+            rules.append(self.everyone.rule("global", "all"))
         return tuple(rules)
 
     def _caller_rule(self, key: str) -> ScopeRule:
