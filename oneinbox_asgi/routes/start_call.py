@@ -23,7 +23,14 @@ from ..contract import DOMAIN_ERRORS, as_call_error
 from ..errors import CallError
 from ..guards.limits import Slot, limit_key
 from ..hooks import Hook, hook_failed, run_event_hook, run_hook
-from ..payload import START_FIELDS, browser_variables, hook_mapping, json_form, pick_agent
+from ..payload import (
+    START_FIELDS,
+    browser_variables,
+    hook_mapping,
+    json_form,
+    pick_agent,
+    requested_agent,
+)
 from ..responses import send_error, send_json
 from ..stores.base import CallEntry, StoreUnavailable, duration_ms
 from ..upstream import UpstreamError, WebCall
@@ -46,9 +53,10 @@ class StartCall(Route):
             key = limit_key(None, client_ip)  # until authorize says who it is
             body = await self.post_body(scope, receive, START_FIELDS)
             settings = self.settings
-            agent_id = pick_agent(settings.agent_id, settings.agents, body.get("agent"))
+            agent = requested_agent(body)
+            agent_id = pick_agent(settings.agent_id, settings.agents, agent)
             from_browser = browser_variables(settings.client_variables, body.get("variables"))
-            request = await self.identify(scope, client_ip, body, body.get("agent"))
+            request = await self.identify(scope, client_ip, body, agent)
             key = limit_key(request.caller, client_ip)
             answer = await self.start(request, key, agent_id, from_browser)
         except (CallError, *DOMAIN_ERRORS) as exc:
