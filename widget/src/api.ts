@@ -12,13 +12,16 @@ export interface OneInboxAPI {
   readonly error: { code: string; message: string } | undefined;
   readonly callId: string | undefined;
   readonly transcripts: unknown[];
+  readonly agentState: string;
+
   /** Unstable, for tests and debugging: the current or last call's internals. */
   readonly _debug: object;
 }
 
-export function publicApi(ctl: Controller, loadChunk: () => Promise<CallChunk>): OneInboxAPI {
+/** `signedOut`: the script tag declares the visitor signed out (`data-signed-out`). */
+export function publicApi(ctl: Controller, loadChunk: () => Promise<CallChunk>, signedOut: boolean): OneInboxAPI {
   return {
-    start: ctl.start,
+    start: (o) => ctl.start({ signedOut, ...o }),
     end: ctl.end,
     setMuted: ctl.setMuted,
     get state() {
@@ -36,6 +39,9 @@ export function publicApi(ctl: Controller, loadChunk: () => Promise<CallChunk>):
     },
     get transcripts() {
       return ctl.transcripts;
+    },
+    get agentState() {
+      return ctl.agentState;
     },
     _debug: {
       get mic() {

@@ -8,6 +8,8 @@
 // transcript. It knows nothing of the DOM views: it reports every change through `emit`.
 
 import type { CallChunk, CallSession, Transcript } from "./protocol";
+import { type Opts, text as textOf } from "./options";
+import { TEXTS, errorKey } from "./strings";
 
 export type State = "idle" | "connecting" | "active" | "reconnecting" | "ended" | "error";
 
@@ -18,6 +20,8 @@ export interface StartOptions {
   variables?: Record<string, string>;
   /** Passed to livekit-client's Room options (false forces dual peer connections). */
   singlePeerConnection?: boolean;
+  /** The visitor is signed out: fail at once with `signed_out`, never asking for the microphone. */
+  signedOut?: boolean;
 }
 
 export interface WidgetError extends Error {
@@ -31,7 +35,9 @@ export interface WidgetError extends Error {
  * What the controller reports, in order of occurrence:
  * - `reset`: a new call starts (views clear the last call's transcript); not a DOM event
  * - `state` `{state, previous}`, `transcript` (a Transcript), `mute` `{muted}`,
- *   `error` `{code, message, status?, serverCode?, retryAfter?}`, `ended` `{reason, callId, error?}`
+ *   `error` `{code, message, status?, serverCode?, retryAfter?}`, `ended` `{reason, callId, error?}`,
+ *   `agent` `{state}` (the agent's listening / thinking / speaking)
+ * - internal, not DOM events: `chunk` (the call chunk, once loaded), `notice` (a text)
  */
 export type Emit = (type: string, detail?: unknown) => void;
 
@@ -42,6 +48,12 @@ export interface Controller {
   readonly callId: string | undefined;
   /** The current call's transcript segments (a copy). */
   readonly transcripts: Transcript[];
+  /** The agent's state during a call ("" before it is known). */
+  readonly agentState: string;
+  /** When the call became active (Date.now()), 0 before. */
+  readonly since: number;
+  /** A passing remark for the person (e.g. the microphone was switched), or "". */
+  readonly notice: string;
   start(o?: StartOptions): Promise<void>;
   end(): Promise<void>;
   setMuted(m: boolean): void;
@@ -59,56 +71,89 @@ export interface Attempt {
   room?: unknown;
   audio: HTMLAudioElement;
   promise?: Promise<void>;
+  /** start-call's answer, once asked (in the click when the microphone is already allowed). */
+  answer?: Promise<Answer>;
 }
 
-const MESSAGES: Record<string, string> = {
-  insecure_context: "Voice calls need a secure (HTTPS) page.",
-  unsupported: "This browser cannot make voice calls.",
-  mic_denied: "Microphone access is blocked. Allow the microphone for this site, then try again.",
-  no_microphone: "No microphone was found. Connect one, then try again.",
-  mic_in_use: "Your microphone is in use by another app or could not start. Close that app, then try again.",
-  network_error: "Could not reach the server. Check your connection, then try again.",
-  start_refused: "The call was refused.",
-  start_failed: "The call could not be started. Please try again later.",
-  load_failed: "The call could not be loaded. Reload the page, then try again.",
-  voice_unreachable: "Could not reach the voice server. Check your connection, then try again.",
-  voice_refused: "The voice server refused the call. Please try again.",
-  connection_lost: "The call was interrupted. Please try again.",
-};
+interface Answer {
+  res: Response;
+  data: Record<string, unknown> | null;
+}
 
-const error = (code: string, extra?: Partial<WidgetError>, message?: string): WidgetError =>
-  Object.assign(new Error(message || MESSAGES[code] || code), { code }, extra);
 
 // DOMExceptions have a numeric `code`; ours is a string.
 const ours = (e: unknown): e is WidgetError => typeof (e as WidgetError | null)?.code === "string";
 
-const micError = (e: unknown): WidgetError => {
-  const name = (e as DOMException | undefined)?.name;
-  return error(
-    name === "NotAllowedError" || name === "SecurityError"
-      ? "mic_denied"
-      : name === "NotFoundError" || name === "OverconstrainedError"
-        ? "no_microphone"
-        : "mic_in_use",
-  );
-};
+const CONSTRAINTS = { echoCancellation: true, noiseSuppression: true, autoGainControl: true };
 
 // User Timing marks for each step of a call, for benchmarks (names are unstable).
 const mark = (step: string) => performance.mark?.("oneinbox:" + step);
 
-/** `base`: where the routes live ({prefix}); `loadChunk`: fetches the call chunk. */
-export function createController(base: string, loadChunk: () => Promise<CallChunk>, emit: Emit): Controller {
+/** `base`: where the routes live ({prefix}); `loadChunk`: fetches the call chunk;
+ *  `o`: the script tag's options (its strings are the events' messages). */
+export function createController(base: string, loadChunk: () => Promise<CallChunk>, emit: Emit, o: Opts): Controller {
+  const opts = o;
+  const text = (key: string) => textOf(opts, key);
   let state: State = "idle";
   let muted = false;
   let attempt: Attempt | undefined;
   let lastError: WidgetError | undefined;
+  let agentState = "";
+  let since = 0;
+  let notice = "";
   const transcripts: Transcript[] = [];
+  let early: Transcript[] = []; // what arrived before "active", sent right after it
+
+  const error = (code: string, extra?: Partial<WidgetError>, message?: string): WidgetError =>
+    Object.assign(new Error(message || text(errorKey(code))), { code }, extra);
+
+  const micError = (e: unknown): WidgetError => {
+    const name = (e as DOMException | undefined)?.name;
+    return error(
+      name === "NotAllowedError" || name === "SecurityError"
+        ? "mic_denied"
+        : name === "NotFoundError" || name === "OverconstrainedError"
+          ? "no_microphone"
+          : "mic_in_use",
+    );
+  };
+
+  const say = (n: string) => emit("notice", (notice = n));
 
   const setState = (next: State) => {
     if (next === state) return;
     const previous = state;
     state = next;
+    notice = "";
+    const first = next === "active" && !since;
+    if (first) since = Date.now();
     emit("state", { state: next, previous });
+    if (first) {
+      const queued = early;
+      early = [];
+      for (const t of queued) emit("transcript", t);
+      if (agentState) emit("agent", { state: agentState });
+    }
+  };
+
+  // Whether the microphone is already allowed (Permissions API): then start-call need not
+  // wait for getUserMedia. Unknown (or a browser without it) keeps the safe order.
+  let granted = false;
+  navigator.permissions
+    ?.query({ name: "microphone" as PermissionName })
+    .then((p) => {
+      const read = () => (granted = p.state === "granted");
+      read();
+      p.addEventListener("change", read);
+    })
+    .catch(() => undefined);
+
+  /** Warms up the connection to the voice server while the call chunk loads. */
+  const preconnect = (url: string) => {
+    const link = document.createElement("link");
+    link.rel = "preconnect";
+    link.href = new URL(url.replace(/^ws/, "http")).origin;
+    document.head.appendChild(link);
   };
 
   const postJSON = (path: string, body: unknown, keepalive = false) =>
@@ -129,15 +174,32 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     const s = a.session;
     a.session = undefined;
     const left = s ? s.disconnect().catch(() => undefined) : Promise.resolve();
+    // start-call still on its way: end the call it creates once it answers.
+    a.answer?.then(
+      () => void (a.endToken && release(a, leaving)),
+      () => undefined,
+    );
     if (a.endToken) {
       const end_token = a.endToken;
       a.endToken = undefined;
-      // Never block the hang-up on end-call, and tolerate its failure.
-      const endCall = () =>
-        postJSON("/end-call", { end_token }, true).then(
-          (r) => r.ok || console.warn("oneinbox: end-call answered", r.status),
-          (e: unknown) => console.warn("oneinbox: end-call failed", e),
-        );
+      // Never block the hang-up on end-call. A failure that may pass (no answer, 5xx, 408,
+      // 429) is retried with backoff, ~8 s in all (not once the page is gone); the last
+      // failure is told: an `error` event (`end_failed`) and a note.
+      let tries = 0;
+      const endCall = (): Promise<unknown> =>
+        postJSON("/end-call", { end_token }, true)
+          .then((r) => {
+            if (r.ok) return;
+            if (r.status < 500 && r.status !== 408 && r.status !== 429) tries = 9;
+            throw r.status;
+          })
+          .catch((e: unknown) => {
+            if (++tries < 5 && !leaving) return void setTimeout(endCall, 250 << tries);
+            console.warn("oneinbox: end-call failed", e);
+            const message = text("text-end-failed");
+            emit("error", { code: "end_failed", message, callId: a.callId });
+            if (a === attempt) say(message);
+          });
       // Leave the room first (up to 1 s), so the voice service hears the caller hang up
       // before the server-side stop arrives and the call's end reason says so.
       if (leaving) endCall();
@@ -160,6 +222,23 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     return released;
   };
 
+  /** POST start-call; keeps the end_token of a call it creates, whatever happens next. */
+  const startCall = async (a: Attempt, o: StartOptions): Promise<Answer> => {
+    const body: { agent?: string; variables?: Record<string, string> } = {};
+    if (o.agent) body.agent = o.agent;
+    if (o.variables && Object.keys(o.variables).length) body.variables = o.variables;
+    let res: Response;
+    try {
+      res = await postJSON("/start-call", body);
+    } catch {
+      throw error("network_error");
+    }
+    const data = (await res.json().catch(() => null)) as Record<string, unknown> | null;
+    mark("start-call");
+    if (res.ok && typeof data?.end_token === "string") a.endToken = data.end_token;
+    return { res, data };
+  };
+
   const run = async (a: Attempt, mic: Promise<MediaStream>, o: StartOptions): Promise<void> => {
     try {
       try {
@@ -175,19 +254,8 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
       if (!a.mic) throw error("no_microphone");
       a.mic.enabled = !muted;
 
-      const body: { agent?: string; variables?: Record<string, string> } = {};
-      if (o.agent) body.agent = o.agent;
-      if (o.variables && Object.keys(o.variables).length) body.variables = o.variables;
-      let res: Response;
-      try {
-        res = await postJSON("/start-call", body);
-      } catch {
-        throw error("network_error");
-      }
-      const data = (await res.json().catch(() => null)) as Record<string, unknown> | null;
-      mark("start-call");
+      const { res, data } = await (a.answer ??= startCall(a, o));
       const call = res.ok ? data : null;
-      if (call && typeof call.end_token === "string") a.endToken = call.end_token;
       if (a.done) return void release(a); // hung up meanwhile: end the call we just got
       if (!call || typeof call.server_url !== "string" || typeof call.participant_token !== "string") {
         const e = data?.error as { code?: string; message?: string } | undefined;
@@ -203,6 +271,7 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
         );
       }
       a.callId = typeof call.call_id === "string" ? call.call_id : undefined;
+      preconnect(call.server_url);
 
       let mod: CallChunk;
       try {
@@ -212,6 +281,8 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
       }
       mark("chunk");
       if (a.done) return void release(a);
+      Object.assign(TEXTS, mod.texts);
+      emit("chunk", mod);
       const session = (a.session = mod.create({
         serverUrl: call.server_url,
         token: call.participant_token,
@@ -219,6 +290,7 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
         audio: a.audio,
         muted,
         singlePeerConnection: o.singlePeerConnection,
+        text: (key) => opts[key] as string | undefined,
         on: {
           state: (s) => a === attempt && !a.done && setState(s),
           transcript: (t) => {
@@ -227,9 +299,20 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
             if (i < 0) transcripts.push(t);
             else transcripts[i] = t;
             if (transcripts.length > 100) transcripts.shift();
-            emit("transcript", t);
+            if (since) emit("transcript", t);
+            else early.push(t);
           },
-          ended: (reason, lost) => void finish(a, reason, lost ? error("connection_lost") : undefined),
+          agent: (s) => {
+            if (a !== attempt || a.done) return;
+            agentState = s;
+            if (since) emit("agent", { state: s });
+          },
+          mic: (track) => {
+            a.stream?.addTrack(track);
+            a.mic = track;
+          },
+          notice: (n) => a === attempt && !a.done && say(n),
+          ended: (reason, code) => void finish(a, reason, code ? error(code) : undefined),
         },
       }));
       a.room = session.room;
@@ -248,33 +331,38 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     }
   };
 
-  const start = (o: StartOptions = {}): Promise<void> => {
+  const start = (so: StartOptions = {}): Promise<void> => {
     if (attempt && !attempt.done) return attempt.promise ?? Promise.resolve();
     const audio = document.createElement("audio");
     const a: Attempt = (attempt = { done: false, audio });
     muted = false;
     lastError = undefined;
     transcripts.length = 0;
+    early = [];
+    agentState = "";
+    since = 0;
     emit("reset");
     mark("click");
     setState("connecting");
     // Still inside the click: ask for the microphone and unlock audio playback.
     let mic: Promise<MediaStream>;
-    if (!isSecureContext) {
+    if (so.signedOut) {
+      mic = Promise.reject(error("signed_out"));
+    } else if (!isSecureContext) {
       mic = Promise.reject(error("insecure_context"));
     } else if (!navigator.mediaDevices?.getUserMedia || typeof RTCPeerConnection === "undefined") {
       mic = Promise.reject(error("unsupported"));
     } else {
-      mic = navigator.mediaDevices.getUserMedia({
-        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true },
-      });
+      mic = navigator.mediaDevices.getUserMedia({ audio: CONSTRAINTS });
+      // Allowed already: ask for the call at once too (a refusal to come cannot bill a call).
+      if (granted) (a.answer = startCall(a, so)).catch(() => undefined);
       audio.autoplay = true;
       audio.srcObject = new MediaStream();
       audio.play().catch(() => undefined);
       // Fetched while the person answers the permission prompt and start-call runs.
       loadChunk().catch(() => undefined);
     }
-    return (a.promise = run(a, mic, o));
+    return (a.promise = run(a, mic, so));
   };
 
   const setMuted = (m: boolean): void => {
@@ -311,6 +399,15 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     },
     get attempt() {
       return attempt;
+    },
+    get agentState() {
+      return agentState;
+    },
+    get since() {
+      return since;
+    },
+    get notice() {
+      return notice;
     },
   };
 }

@@ -9,8 +9,10 @@
 import { publicApi } from "./api";
 import { chunkLoader } from "./chunk";
 import { createController } from "./controller";
-import { attr, readOptions } from "./options";
+import { attr, flag, readOptions } from "./options";
 import { mountView, type View } from "./view";
+
+const INTERNAL = ["reset", "chunk", "notice"];
 
 function main(): void {
   const w = window as unknown as { OneInbox?: object };
@@ -29,11 +31,11 @@ function main(): void {
   const views = new Set<View>();
   const ctl = createController(base, loadChunk, (type, detail) => {
     for (const v of views) v.update(type, detail);
-    if (type === "reset") return;
+    if (INTERNAL.includes(type)) return;
     for (const target of [...Array.from(views, (v) => v.host), document]) {
       target.dispatchEvent(new CustomEvent("oneinbox:" + type, { detail }));
     }
-  });
+  }, scriptOpts);
 
   const mode = attr(script, "mount") || "auto";
   if (mode !== "manual") {
@@ -54,6 +56,7 @@ function main(): void {
     if (mode !== "inline") {
       const float = () => {
         if (mode === "auto" && document.querySelector("oneinbox-call")) return;
+        if (flag(scriptOpts, "signed-out") && scriptOpts["signed-out"] === "hide") return;
         const host = document.createElement("oneinbox-widget");
         views.add(mountView(host, scriptOpts, ctl, base, true));
         document.body.appendChild(host);
@@ -69,7 +72,7 @@ function main(): void {
     else setTimeout(prefetch, 2000);
   }
 
-  w.OneInbox = publicApi(ctl, loadChunk);
+  w.OneInbox = publicApi(ctl, loadChunk, flag(scriptOpts, "signed-out"));
   document.dispatchEvent(new CustomEvent("oneinbox:ready", { detail: w.OneInbox }));
 }
 

@@ -1,13 +1,25 @@
 // The view: one Shadow DOM per mount point (the floating <oneinbox-widget> or an
-// <oneinbox-call>), rendering the controller's state. It holds no call state of its own.
+// <oneinbox-call>), rendering the controller's state. Its own state is only what a view
+// needs: when the state last changed (the double-click guard), until when a new call is
+// blocked (rate limit), and whether the person dismissed the last call's panel.
+//
+//   .w [part=widget]
+//     .r  the row: .b main button [part=button], .m Mute [part=mute]
+//     .p  the panel [part=panel]: status, error, sign-in link, transcript. Its live regions
+//         are there from the start; an empty panel is visually hidden, not removed.
+//
+// Once the call chunk is loaded, its UI (callui.ts) adds the agent's state, the call time,
+// the mic level, the microphone picker, the transcript's lines, Close, the retry countdown
+// and the panel collapsing by itself.
 
 import type { Controller, State } from "./controller";
-import type { Opts } from "./options";
-import type { Transcript } from "./protocol";
+import { flag, type Opts, text } from "./options";
+import type { CallChunk, CallUI } from "./protocol";
+import { errorKey } from "./strings";
 
 // Injected by build.mjs.
 declare const __CSS__: string; // the widget's stylesheet (minified)
-declare const __CSS_FILE__: string; // the same stylesheet as a file, for browsers without adoptedStyleSheets
+declare const __CSS_FILE__: string; // both stylesheets as a file, for browsers without adoptedStyleSheets
 
 export interface View {
   host: HTMLElement;
@@ -15,12 +27,8 @@ export interface View {
   update(type: string, detail?: unknown): void;
 }
 
-const STATUS: Partial<Record<State, string>> = {
-  connecting: "Connecting…",
-  active: "Connected",
-  reconnecting: "Reconnecting…",
-  ended: "Call ended",
-};
+/** Clicks this soon after a state change are ignored (the second click of a double click). */
+const GUARD_MS = 600;
 
 let sheet: CSSStyleSheet | undefined;
 
@@ -36,6 +44,8 @@ const el = <K extends keyof HTMLElementTagNameMap>(
   parent.appendChild(e);
   return e;
 };
+
+const IN_CALL: State[] = ["connecting", "active", "reconnecting"];
 
 /** Renders into `host`'s new shadow root; `base` is where the stylesheet file lives. */
 export function mountView(host: HTMLElement, o: Opts, ctl: Controller, base: string, floating: boolean): View {
@@ -53,68 +63,109 @@ export function mountView(host: HTMLElement, o: Opts, ctl: Controller, base: str
     root.appendChild(link);
   }
   if (floating) host.setAttribute("data-floating", "");
+  for (const k of ["position", "theme"]) if (o[k]) host.setAttribute("data-" + k, o[k] as string);
+  const t = (key: string) => text(o, key);
+  const signedOut = flag(o, "signed-out");
+  const signIn = o["sign-in-url"] as string | undefined;
+
   const wrap = el("div", "w", root, { part: "widget" });
+  wrap.hidden = signedOut && o["signed-out"] === "hide";
   const row = el("div", "r", wrap);
-  const mute = el("button", "m", row, { type: "button", part: "mute", "aria-pressed": "false" });
+  // Both labels share one grid cell, so the button keeps its width from state to state.
   const button = el("button", "b", row, { type: "button", part: "button" });
-  const status = el("p", "s", wrap, { part: "status", role: "status" });
-  const alert = el("p", "e", wrap, { part: "error", role: "alert" });
-  const log = el("div", "t", wrap, {
+  const labels = el("span", "l", button);
+  const talk = el("span", "", labels);
+  const hang = el("span", "", labels);
+  talk.textContent = t("label");
+  hang.textContent = t("label-end");
+  // A constant name; its state is aria-pressed.
+  const mute = el("button", "m", row, { type: "button", part: "mute", "aria-pressed": "false" });
+  el("span", "", mute).textContent = t("label-mute");
+
+  const panel = el("div", "p", wrap, { part: "panel" });
+  const status = el("p", "s", panel, { part: "status", role: "status" });
+  const alert = el("p", "e", panel, { part: "error", role: "alert" });
+  const link = el("a", "k", panel, { part: "sign-in" });
+  link.textContent = t("text-sign-in");
+  if (signIn) link.href = signIn;
+  const log = el("div", "t", panel, {
     part: "transcript",
     role: "log",
     "aria-live": "polite",
-    "aria-label": "Transcript",
+    "aria-label": t("text-transcript"),
   });
-  const lines = new Map<string, HTMLParagraphElement>();
-  const label = (k: string, d: string) => (o[k] as string | undefined) || d;
-  const inCall = () => ctl.state === "connecting" || ctl.state === "active" || ctl.state === "reconnecting";
-  button.addEventListener("click", () => {
+  let ui: CallUI | undefined;
+
+  let changed = 0; // when the state last changed
+  let muteShown = 0; // when Mute appeared
+  let blocked = 0; // rate-limited: no new call before this
+  let dismissed = false;
+  const inCall = () => IN_CALL.includes(ctl.state);
+
+  button.addEventListener("click", (e) => {
+    // The second click of a double click, or one right after a state change, is not meant
+    // for what the button now shows.
+    if (e.detail > 1 || Date.now() - changed < GUARD_MS || blocked > Date.now()) return;
     if (inCall()) void ctl.end();
-    else ctl.start({ agent: o.agent as string | undefined, variables: o.variables }).catch(() => undefined);
+    else ctl.start({ agent: o.agent as string | undefined, variables: o.variables, signedOut }).catch(() => undefined);
   });
-  mute.addEventListener("click", () => ctl.setMuted(!ctl.muted));
+  mute.addEventListener("click", (e) => {
+    if (e.detail > 1 || Date.now() - muteShown < GUARD_MS) return;
+    ctl.setMuted(!ctl.muted);
+  });
 
   const render = () => {
-    const live = inCall();
     const state = ctl.state;
-    const muted = ctl.muted;
+    const live = inCall();
+    const err = state === "error" && !dismissed ? ctl.error : undefined;
+    const focused = root.activeElement as HTMLElement | null;
     wrap.setAttribute("data-state", state);
-    button.textContent = live ? label("label-end", "End call") : label("label", "Talk to AI");
+    talk.toggleAttribute("data-off", live);
+    hang.toggleAttribute("data-off", !live);
+    if (mute.hidden === live) muteShown = Date.now();
     mute.hidden = !live;
-    mute.textContent = muted ? label("label-unmute", "Unmute") : label("label-mute", "Mute");
-    mute.setAttribute("aria-pressed", String(muted));
-    status.textContent = STATUS[state] || "";
-    alert.textContent = state === "error" && ctl.error ? ctl.error.message : "";
-    log.hidden = !lines.size;
-  };
-  const transcript = (t: Transcript) => {
-    let line = lines.get(t.id);
-    if (!line) {
-      line = el("p", t.speaker === "user" ? "u" : "a", log);
-      lines.set(t.id, line);
-      if (lines.size > 100) {
-        const [first] = lines;
-        first[1].remove();
-        lines.delete(first[0]);
-      }
-    }
-    line.textContent = (t.speaker === "user" ? "You: " : "Agent: ") + t.text;
-    line.classList.toggle("p", !t.final);
-    log.hidden = false;
-    log.scrollTop = log.scrollHeight;
+    mute.setAttribute("aria-pressed", String(ctl.muted));
+    button.setAttribute("aria-disabled", String(blocked > Date.now()));
+    panel.classList.toggle("z", state === "idle" || dismissed);
+    status.textContent = dismissed || state === "idle" ? "" : ctl.notice || (err ? "" : t("text-" + state));
+    alert.textContent = err ? (o[errorKey(err.code)] as string | undefined) || err.message : "";
+    link.hidden = !(signIn && err && (err.code === "signed_out" || err.status === 401));
+    if (dismissed) log.replaceChildren();
+    // Focus stays on a control that is still there: else the main button takes it.
+    if (focused && focused !== button && !focused.getClientRects().length) button.focus();
   };
 
-  if (o.position) host.setAttribute("data-position", o.position as string);
   render();
   return {
     host,
     update(type, detail) {
-      if (type === "transcript") transcript(detail as Transcript);
-      else if (type === "reset") {
-        lines.clear();
-        log.replaceChildren();
-        log.hidden = true;
-      } else if (type === "state" || type === "mute") render();
+      if (type === "chunk") {
+        ui ??= (detail as CallChunk).ui({
+          root,
+          panel,
+          log,
+          mute,
+          floating,
+          text: (k) => o[k] as string | undefined,
+          dismiss() {
+            if (inCall() || dismissed) return;
+            dismissed = true;
+            render();
+          },
+          block(until) {
+            blocked = until;
+            render();
+          },
+        });
+      }
+      if (type === "state") {
+        changed = Date.now();
+        dismissed = false;
+        blocked = 0;
+      }
+      ui?.update(type, detail, ctl);
+      if (type !== "transcript") render();
+      if (type === "reset") log.replaceChildren();
     },
   };
 }
