@@ -39,7 +39,7 @@ RECORDER = """
     document.addEventListener("oneinbox:" + type, (e) => {
       const d = e.detail;
       const copy = type === "ready" ? null : JSON.parse(JSON.stringify(d ?? null));
-      log.events.push({ type, detail: copy });
+      log.events.push({ type, detail: copy, t: performance.now() });
     });
   }
   document.addEventListener("securitypolicyviolation", (e) => {
@@ -286,6 +286,19 @@ def mic_state(page: Any) -> str | None:
         "() => { const m = window.OneInbox._debug.mic; return m ? m.readyState : null; }"
     )
     return value
+
+
+GUARD_MS = 600  # the widget ignores clicks on a button this soon after a state change
+
+
+def settle(page: Any) -> None:
+    """Waits until a click on the widget's buttons counts again (the double-click guard)."""
+    page.wait_for_function(
+        "ms => { const s = window.__oneinbox.events.filter(e => e.type === 'state').pop();"
+        " return !s || performance.now() - s.t > ms; }",
+        arg=GUARD_MS + 50,
+        timeout=TIMEOUT_MS,
+    )
 
 
 def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT_MS / 1000) -> None:

@@ -12,7 +12,6 @@ export interface OneInboxAPI {
   readonly error: { code: string; message: string } | undefined;
   readonly callId: string | undefined;
   readonly transcripts: unknown[];
-  readonly agentState: string;
 
   /** Unstable, for tests and debugging: the current or last call's internals. */
   readonly _debug: object;
@@ -39,9 +38,6 @@ export function publicApi(ctl: Controller, loadChunk: () => Promise<CallChunk>, 
     },
     get transcripts() {
       return ctl.transcripts;
-    },
-    get agentState() {
-      return ctl.agentState;
     },
     _debug: {
       get mic() {

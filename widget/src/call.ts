@@ -72,13 +72,17 @@ function create(p: CallParams): CallSession {
 
   // One event per final line, none after it: LiveKit may send a line both as a
   // transcription packet and as an lk.transcription text stream (partials, then final).
+  // What arrives before the call is active (the agent's greeting may) is held until just
+  // after the loader made it active.
   const finals = new Set<string>();
   const last = new Map<string, string>();
+  let early: (() => void)[] | undefined = [];
+  const later = (f: () => void) => (early ? early.push(f) : f());
   const emit = (t: Transcript) => {
     if (closing || finals.has(t.id) || (!t.final && last.get(t.id) === t.text)) return;
     if (t.final) finals.add(t.id);
     last.set(t.id, t.text);
-    p.on.transcript(t);
+    later(() => !closing && p.on.transcript(t));
   };
 
   const end = (reason: string, code?: string) => {
@@ -117,7 +121,10 @@ function create(p: CallParams): CallSession {
     return [source, a];
   };
   const setAgent = (s: string) => {
-    if (s && s !== agentState && !closing) p.on.agent((agentState = s));
+    if (s && s !== agentState && !closing) {
+      agentState = s;
+      later(() => !closing && p.on.agent(s));
+    }
   };
   const readAgent = (participant: Participant) => {
     const s = participant.attributes?.["lk.agent.state"];
@@ -279,6 +286,12 @@ function create(p: CallParams): CallSession {
       devices();
       media.addEventListener("devicechange", devices);
       for (const participant of room.remoteParticipants.values()) readAgent(participant);
+      // The loader sets "active" as connect() resolves; then what was held goes out.
+      setTimeout(() => {
+        const held = early ?? [];
+        early = undefined;
+        held.forEach((f) => f());
+      });
       // The call is live once connected: the agent can be heard while the microphone is
       // being published (a renegotiation: ~150-350 ms that need not delay "active").
       room.localParticipant

@@ -102,7 +102,6 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
   let since = 0;
   let notice = "";
   const transcripts: Transcript[] = [];
-  let early: Transcript[] = []; // what arrived before "active", sent right after it
 
   const error = (code: string, extra?: Partial<WidgetError>, message?: string): WidgetError =>
     Object.assign(new Error(message || text(errorKey(code))), { code }, extra);
@@ -125,15 +124,8 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     const previous = state;
     state = next;
     notice = "";
-    const first = next === "active" && !since;
-    if (first) since = Date.now();
+    if (next === "active" && !since) since = Date.now();
     emit("state", { state: next, previous });
-    if (first) {
-      const queued = early;
-      early = [];
-      for (const t of queued) emit("transcript", t);
-      if (agentState) emit("agent", { state: agentState });
-    }
   };
 
   // Whether the microphone is already allowed (Permissions API): then start-call need not
@@ -299,13 +291,11 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
             if (i < 0) transcripts.push(t);
             else transcripts[i] = t;
             if (transcripts.length > 100) transcripts.shift();
-            if (since) emit("transcript", t);
-            else early.push(t);
+            emit("transcript", t);
           },
           agent: (s) => {
             if (a !== attempt || a.done) return;
-            agentState = s;
-            if (since) emit("agent", { state: s });
+            emit("agent", { state: (agentState = s) });
           },
           mic: (track) => {
             a.stream?.addTrack(track);
@@ -338,7 +328,6 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     muted = false;
     lastError = undefined;
     transcripts.length = 0;
-    early = [];
     agentState = "";
     since = 0;
     emit("reset");

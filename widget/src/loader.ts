@@ -56,7 +56,6 @@ function main(): void {
     if (mode !== "inline") {
       const float = () => {
         if (mode === "auto" && document.querySelector("oneinbox-call")) return;
-        if (flag(scriptOpts, "signed-out") && scriptOpts["signed-out"] === "hide") return;
         const host = document.createElement("oneinbox-widget");
         views.add(mountView(host, scriptOpts, ctl, base, true));
         document.body.appendChild(host);
