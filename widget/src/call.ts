@@ -282,12 +282,14 @@ function create(p: CallParams): CallSession {
       }
       if (closing) throw coded("aborted", null);
       connected = true;
-      startMeters();
-      devices();
-      media.addEventListener("devicechange", devices);
       for (const participant of room.remoteParticipants.values()) readAgent(participant);
-      // The loader sets "active" as connect() resolves; then what was held goes out.
+      // The loader sets "active" as connect() resolves; then what was held goes out, and
+      // the meters and the device list start (not delaying "active").
       setTimeout(() => {
+        if (closing) return;
+        startMeters();
+        devices();
+        media.addEventListener("devicechange", devices);
         const held = early ?? [];
         early = undefined;
         held.forEach((f) => f());

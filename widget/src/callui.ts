@@ -60,10 +60,11 @@ const el = <K extends keyof HTMLElementTagNameMap>(tag: K, cls: string, parent: 
 export function ui(parts: ViewParts): CallUI {
   const { root, panel, log, mute } = parts;
   const dismiss = () => {
+    const focused = panel.contains(root.activeElement);
     close.hidden = retry.hidden = true;
-    collapseAt = retryUntil = 0;
-    parts.block(0);
+    collapseAt = 0;
     parts.dismiss();
+    if (focused) root.querySelector<HTMLElement>(".b")?.focus(); // not left on <body>
   };
   const t = (key: string) => parts.text(key) || TEXTS[key];
   const icon = document.createElementNS("http://www.w3.org/2000/svg", "svg");
@@ -107,7 +108,9 @@ export function ui(parts: ViewParts): CallUI {
   retry.hidden = true;
   panel.parentElement?.addEventListener("keydown", (e) => (e as KeyboardEvent).key === "Escape" && dismiss());
   // Focus moving to the page behind the floating panel: get out of its way.
-  if (parts.floating) document.addEventListener("focusin", (e) => e.target !== root.host && !live && dismiss());
+  if (parts.floating) {
+    document.addEventListener("focusin", (e) => e.target !== root.host && !live && !retryUntil && dismiss());
+  }
 
   const lines = new Map<string, HTMLParagraphElement>();
   let live = false;

@@ -185,9 +185,8 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
             if (r.status < 500 && r.status !== 408 && r.status !== 429) tries = 9;
             throw r.status;
           })
-          .catch((e: unknown) => {
+          .catch(() => {
             if (++tries < 5 && !leaving) return void setTimeout(endCall, 250 << tries);
-            console.warn("oneinbox: end-call failed", e);
             const message = text("text-end-failed");
             emit("error", { code: "end_failed", message, callId: a.callId });
             if (a === attempt) say(message);
@@ -214,6 +213,14 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     return released;
   };
 
+  /** Loads the call chunk; once there, its strings join ours and the views get its UI. */
+  const chunk = () =>
+    loadChunk().then((mod) => {
+      Object.assign(TEXTS, mod.texts);
+      emit("chunk", mod);
+      return mod;
+    });
+
   /** POST start-call; keeps the end_token of a call it creates, whatever happens next. */
   const startCall = async (a: Attempt, o: StartOptions): Promise<Answer> => {
     const body: { agent?: string; variables?: Record<string, string> } = {};
@@ -239,7 +246,7 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
         throw ours(e) ? e : micError(e);
       }
       mark("mic");
-      const loaded = loadChunk(); // started in the click; judged after start-call
+      const loaded = chunk(); // started in the click; judged after start-call
       loaded.catch(() => undefined);
       a.mic = a.stream.getAudioTracks()[0];
       if (a.done) return void release(a);
@@ -273,8 +280,6 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
       }
       mark("chunk");
       if (a.done) return void release(a);
-      Object.assign(TEXTS, mod.texts);
-      emit("chunk", mod);
       const session = (a.session = mod.create({
         serverUrl: call.server_url,
         token: call.participant_token,
@@ -349,7 +354,7 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
       audio.srcObject = new MediaStream();
       audio.play().catch(() => undefined);
       // Fetched while the person answers the permission prompt and start-call runs.
-      loadChunk().catch(() => undefined);
+      chunk().catch(() => undefined);
     }
     return (a.promise = run(a, mic, so));
   };

@@ -157,6 +157,7 @@ export function mountView(host: HTMLElement, o: Opts, ctl: Controller, base: str
             render();
           },
         });
+        ui.update("state", { state: ctl.state }, ctl); // what happened before it came
       }
       if (type === "state") {
         changed = Date.now();
