@@ -146,10 +146,16 @@ def test_the_rate_limit_counts_down_from_retry_after(fresh_site: Site, page: Any
     panel.get_by_text(re.compile(r"You can try again in [23] s\.")).wait_for()
     talk = page.get_by_role("button", name="Talk to AI")
     assert talk.get_attribute("aria-disabled") == "true"
+    settle(page)
+    # Blocked: no new call. (force: Playwright itself waits for aria-disabled to go away.)
+    talk.click(force=True)
     assert states(page) == ["connecting", "error"]
     panel.get_by_text("You can try again in 1 s.").wait_for()
     panel.get_by_text("You can try again now.").wait_for(timeout=3000)
     assert talk.get_attribute("aria-disabled") == "false"
+    talk.click()
+    page.wait_for_function("() => window.__oneinbox.events.filter(e => e.type === 'error').length === 2")
+    assert states(page) == ["connecting", "error"] * 2
 
 
 def test_an_ended_call_can_be_dismissed_and_collapses_with_focus_kept(
