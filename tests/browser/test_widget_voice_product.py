@@ -154,7 +154,9 @@ def test_the_rate_limit_counts_down_from_retry_after(fresh_site: Site, page: Any
     panel.get_by_text("You can try again now.").wait_for(timeout=3000)
     assert talk.get_attribute("aria-disabled") == "false"
     talk.click()
-    page.wait_for_function("() => window.__oneinbox.events.filter(e => e.type === 'error').length === 2")
+    page.wait_for_function(
+        "() => window.__oneinbox.events.filter(e => e.type === 'error').length === 2"
+    )
     assert states(page) == ["connecting", "error"] * 2
 
 

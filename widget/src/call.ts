@@ -146,7 +146,7 @@ function create(p: CallParams): CallSession {
       const mic = muted ? 0 : level(micMeter);
       const agent = level(agentMeter);
       if (!stated && agentMeter) {
-        const now = Date.now();
+        const now = performance.now();
         if (agent > 0.25) loudAt = now;
         setAgent(now - loudAt < 600 ? "speaking" : "listening");
       }
@@ -237,11 +237,14 @@ function create(p: CallParams): CallSession {
     })
     .on(RoomEvent.ParticipantDisconnected, () => {
       // The agent left: a call is the agent and us, so the last remote participant leaving
-      // ends it. Not while the connection is being re-established: livekit-client then
-      // unwinds every remote participant itself (a dead voice server is connection_lost).
-      if (connected && room.state === ConnectionState.Connected && room.remoteParticipants.size === 0) {
-        end("agent_left");
-      }
+      // ends it. Not when the connection is being re-established: livekit-client then
+      // unwinds every remote participant itself, and only then says it is reconnecting
+      // (a dead voice server is connection_lost), so look once that is done.
+      setTimeout(() => {
+        if (connected && room.state === ConnectionState.Connected && room.remoteParticipants.size === 0) {
+          end("agent_left");
+        }
+      });
     })
     .on(RoomEvent.Disconnected, (reason?: DisconnectReason) => {
       if (!connected) return;

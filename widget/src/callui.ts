@@ -119,7 +119,7 @@ export function ui(parts: ViewParts): CallUI {
   let retryUntil = 0;
   let collapseAt = 0;
   const tick = () => {
-    const now = Date.now();
+    const now = performance.now();
     if (live) {
       const s = Math.max(0, Math.floor((now - since) / 1000));
       clock.textContent = Math.floor(s / 60) + ":" + String(s % 60).padStart(2, "0");
@@ -191,10 +191,10 @@ export function ui(parts: ViewParts): CallUI {
         head.hidden = !live;
         const ended = state === "ended" || state === "error";
         close.hidden = !ended;
-        retryUntil = state === "error" && err?.retryAfter ? Date.now() + err.retryAfter * 1000 : 0;
+        retryUntil = state === "error" && err?.retryAfter ? performance.now() + err.retryAfter * 1000 : 0;
         retry.hidden = !retryUntil;
         if (retryUntil) parts.block(retryUntil);
-        collapseAt = ended && !retryUntil ? Date.now() + (err ? ERROR_MS : ENDED_MS) : 0;
+        collapseAt = ended && !retryUntil ? performance.now() + (err ? ERROR_MS : ENDED_MS) : 0;
         if (!live) {
           panel.removeAttribute("data-agent");
           me.level(0);

@@ -50,7 +50,7 @@ export interface Controller {
   readonly transcripts: Transcript[];
   /** The agent's state during a call ("" before it is known). */
   readonly agentState: string;
-  /** When the call became active (Date.now()), 0 before. */
+  /** When the call became active (performance.now()), 0 before. */
   readonly since: number;
   /** A passing remark for the person (e.g. the microphone was switched), or "". */
   readonly notice: string;
@@ -124,7 +124,7 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     const previous = state;
     state = next;
     notice = "";
-    if (next === "active" && !since) since = Date.now();
+    if (next === "active" && !since) since = performance.now();
     emit("state", { state: next, previous });
   };
 

@@ -72,7 +72,7 @@ export interface ViewParts {
   text(key: string): string | undefined;
   /** Collapses an ended call's panel (not during a call). */
   dismiss(): void;
-  /** The main button starts no call before this time (Date.now()); 0 unblocks. */
+  /** The main button starts no call before this time (performance.now()); 0 unblocks. */
   block(until: number): void;
 }
 

@@ -96,7 +96,7 @@ export function mountView(host: HTMLElement, o: Opts, ctl: Controller, base: str
   });
   let ui: CallUI | undefined;
 
-  let changed = 0; // when the state last changed
+  let changed = -GUARD_MS; // when the state last changed (performance.now())
   let muteShown = 0; // when Mute appeared
   let blocked = 0; // rate-limited: no new call before this
   let dismissed = false;
@@ -105,12 +105,12 @@ export function mountView(host: HTMLElement, o: Opts, ctl: Controller, base: str
   button.addEventListener("click", (e) => {
     // The second click of a double click, or one right after a state change, is not meant
     // for what the button now shows.
-    if (e.detail > 1 || Date.now() - changed < GUARD_MS || blocked > Date.now()) return;
+    if (e.detail > 1 || performance.now() - changed < GUARD_MS || blocked > performance.now()) return;
     if (inCall()) void ctl.end();
     else ctl.start({ agent: o.agent as string | undefined, variables: o.variables, signedOut }).catch(() => undefined);
   });
   mute.addEventListener("click", (e) => {
-    if (e.detail > 1 || Date.now() - muteShown < GUARD_MS) return;
+    if (e.detail > 1 || performance.now() - muteShown < GUARD_MS) return;
     ctl.setMuted(!ctl.muted);
   });
 
@@ -122,10 +122,10 @@ export function mountView(host: HTMLElement, o: Opts, ctl: Controller, base: str
     wrap.setAttribute("data-state", state);
     talk.toggleAttribute("data-off", live);
     hang.toggleAttribute("data-off", !live);
-    if (mute.hidden === live) muteShown = Date.now();
+    if (mute.hidden === live) muteShown = performance.now();
     mute.hidden = !live;
     mute.setAttribute("aria-pressed", String(ctl.muted));
-    button.setAttribute("aria-disabled", String(blocked > Date.now()));
+    button.setAttribute("aria-disabled", String(blocked > performance.now()));
     panel.classList.toggle("z", state === "idle" || dismissed);
     status.textContent = dismissed || state === "idle" ? "" : ctl.notice || (err ? "" : t("text-" + state));
     alert.textContent = err ? (o[errorKey(err.code)] as string | undefined) || err.message : "";
@@ -160,7 +160,7 @@ export function mountView(host: HTMLElement, o: Opts, ctl: Controller, base: str
         ui.update("state", { state: ctl.state }, ctl); // what happened before it came
       }
       if (type === "state") {
-        changed = Date.now();
+        changed = performance.now();
         dismissed = false;
         blocked = 0;
       }
