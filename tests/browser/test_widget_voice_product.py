@@ -358,3 +358,61 @@ def test_strings_are_translatable(fresh_site: Site, page: Any) -> None:
     assert page.get_by_role("alert").inner_text() == "Bitte melden Sie sich an."
     assert page.get_by_role("link", name="Anmelden").count() == 1
     assert page.get_by_role("log", name="Mitschrift").count() == 1
+
+
+# -- (f) system settings: dark mode, forced colours, reduced motion ------------------------
+
+
+def _style(page: Any, selector: str, prop: str) -> str:
+    value: str = page.evaluate(
+        "([sel, prop]) => { const h = document.querySelector('oneinbox-widget');"
+        " return getComputedStyle(h.shadowRoot.querySelector(sel))[prop]; }",
+        [selector, prop],
+    )
+    return value
+
+
+def test_the_systems_dark_mode_is_honoured_unless_the_page_says_light(
+    fresh_site: Site, page: Any
+) -> None:
+    page.emulate_media(color_scheme="dark")
+    page.goto(widget_page(fresh_site))
+    page.get_by_role("button", name="Talk to AI").wait_for()
+    assert _style(page, ".b", "backgroundColor") == "rgb(168, 193, 255)"
+    page.goto(widget_page(fresh_site, theme="light"))
+    page.get_by_role("button", name="Talk to AI").wait_for()
+    assert _style(page, ".b", "backgroundColor") == "rgb(31, 79, 209)"
+    page.emulate_media(color_scheme="light")
+    page.goto(widget_page(fresh_site, theme="dark"))
+    page.get_by_role("button", name="Talk to AI").wait_for()
+    assert _style(page, ".b", "backgroundColor") == "rgb(168, 193, 255)"
+
+
+def test_forced_colours_give_buttons_a_boundary(fresh_site: Site, page: Any) -> None:
+    page.goto(widget_page(fresh_site))
+    page.get_by_role("button", name="Talk to AI").wait_for()
+    assert _style(page, ".b", "borderTopStyle") == "solid"
+    assert _style(page, ".b", "borderTopColor") == "rgba(0, 0, 0, 0)"  # transparent normally
+    page.emulate_media(forced_colors="active")
+    assert _style(page, ".b", "borderTopWidth") == "2px"
+    assert _style(page, ".b", "borderTopColor") != "rgba(0, 0, 0, 0)"
+
+
+def test_reduced_motion_keeps_the_level_bars_still(
+    fresh_site: Site, page: Any, hanging_voice_server: str
+) -> None:
+    fresh_site.fake.server_url = hanging_voice_server
+    login(page, fresh_site)
+    page.goto(widget_page(fresh_site))
+    page.get_by_role("button", name="Talk to AI").click()
+    page.wait_for_function("() => !!window.OneInbox._debug.room", timeout=TIMEOUT_MS)
+    meter = "document.querySelector('oneinbox-widget').shadowRoot.querySelector('.lv')"
+    heights = f"() => [...{meter}.children].map(i => getComputedStyle(i).height)"
+    page.evaluate(f"() => {{ {meter}.dataset.level = '3'; }}")
+    page.wait_for_timeout(300)  # the bars' transition
+    assert page.evaluate(heights) == ["6px", "10px", "14px"]
+    assert _style(page, ".lv i", "transitionDuration") != "0s"
+    page.emulate_media(reduced_motion="reduce")
+    assert len(set(page.evaluate(heights))) == 1
+    assert _style(page, ".lv i", "transitionDuration") == "0s"
+    page.evaluate("window.OneInbox.end()")

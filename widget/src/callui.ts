@@ -82,7 +82,7 @@ export function ui(parts: ViewParts): CallUI {
 
   const head = el("div", "h", panel, panel.firstChild);
   head.hidden = true;
-  const agent = el("span", "a", head);
+  const agent = el("span", "g", head);
   agent.setAttribute("part", "agent-state");
   const clock = el("span", "c", head);
   clock.setAttribute("role", "timer");
@@ -179,6 +179,9 @@ export function ui(parts: ViewParts): CallUI {
         const state = (detail as { state: string }).state;
         panel.setAttribute("data-agent", state);
         agent.textContent = t("text-" + state) || state;
+      } else if (type === "notice") {
+        // A passing remark (the microphone was switched) shows even during a call.
+        panel.querySelector(".s")?.classList.toggle("n", !!detail);
       } else if (type === "reset") {
         lines.clear();
         panel.removeAttribute("data-agent");
@@ -186,6 +189,7 @@ export function ui(parts: ViewParts): CallUI {
       } else if (type === "state") {
         const state = (detail as { state: string }).state;
         const err = ctl.error;
+        panel.querySelector(".s")?.classList.remove("n");
         live = state === "active" || state === "reconnecting";
         since = ctl.since;
         head.hidden = !live;
