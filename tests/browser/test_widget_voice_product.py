@@ -233,6 +233,36 @@ def test_end_call_is_retried_and_its_final_failure_is_told(
     assert page.evaluate("window.OneInbox.state") == "ended"
 
 
+def test_end_call_is_retried_after_a_passing_failure(
+    fresh_site: Site, page: Any, hanging_voice_server: str
+) -> None:
+    fresh_site.fake.server_url = hanging_voice_server
+    login(page, fresh_site)
+    page.goto(widget_page(fresh_site))
+    seen: list[str] = []
+
+    def first_fails(route: Any) -> None:
+        seen.append(route.request.post_data or "")
+        if len(seen) == 1:
+            route.fulfill(status=503, body="{}", content_type="application/json")
+        else:
+            route.fallback()
+
+    page.route("**/oneinbox/end-call", first_fails)
+    page.get_by_role("button", name="Talk to AI").click()
+    page.wait_for_function("() => !!window.OneInbox._debug.room", timeout=TIMEOUT_MS)
+    page.evaluate("window.OneInbox.end()")
+    # Polled through Playwright: its route handlers run only while it is called.
+    for _ in range(50):
+        if fresh_site.posted("end-call"):
+            break
+        page.wait_for_timeout(100)
+    page.wait_for_timeout(1500)
+    assert len(seen) == 2 and seen[0] == seen[1]
+    assert len(fresh_site.posted("end-call")) == 1
+    assert [e for e in events(page, "error") if e["detail"]["code"] == "end_failed"] == []
+
+
 # -- (i) the Permissions API fast path --------------------------------------------------
 
 
@@ -416,3 +446,28 @@ def test_reduced_motion_keeps_the_level_bars_still(
     assert len(set(page.evaluate(heights))) == 1
     assert _style(page, ".lv i", "transitionDuration") == "0s"
     page.evaluate("window.OneInbox.end()")
+
+
+def test_an_ended_calls_panel_collapses_by_itself_but_not_under_the_pointer(
+    fresh_site: Site, page: Any, hanging_voice_server: str
+) -> None:
+    fresh_site.fake.server_url = hanging_voice_server
+    login(page, fresh_site)
+    page.goto(widget_page(fresh_site))
+    page.get_by_role("button", name="Talk to AI").click()
+    page.wait_for_function("() => !!window.OneInbox._debug.room", timeout=TIMEOUT_MS)
+    page.evaluate("window.OneInbox.end()")
+    wait_state(page, "ended")
+    status = page.get_by_role("status")
+    assert status.inner_text() == "Call ended"
+    page.locator("oneinbox-widget [part=panel]").hover()  # reading it: it stays
+    page.wait_for_timeout(9000)
+    assert status.inner_text() == "Call ended"
+    page.mouse.move(0, 0)
+    page.wait_for_function(
+        "() => document.querySelector('oneinbox-widget').shadowRoot"
+        ".querySelector('[role=status]').textContent === ''",
+        timeout=5000,
+    )
+    assert page.get_by_role("button", name="Close").count() == 0
+    assert page.evaluate("window.OneInbox.state") == "ended"
