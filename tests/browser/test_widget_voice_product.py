@@ -471,3 +471,36 @@ def test_an_ended_calls_panel_collapses_by_itself_but_not_under_the_pointer(
     )
     assert page.get_by_role("button", name="Close").count() == 0
     assert page.evaluate("window.OneInbox.state") == "ended"
+
+
+def test_focus_moving_to_the_page_collapses_the_floating_panel(
+    fresh_site: Site, page: Any, hanging_voice_server: str
+) -> None:
+    # On a phone the floating panel covers part of the page: a link that gets focus
+    # beneath it must not stay hidden.
+    page.set_viewport_size({"width": 390, "height": 844})
+    fresh_site.fake.server_url = hanging_voice_server
+    login(page, fresh_site)
+    page.goto(widget_page(fresh_site, body='<p><a href="#a">A link on the page</a></p>'))
+    page.get_by_role("button", name="Talk to AI").click()
+    page.wait_for_function("() => !!window.OneInbox._debug.room", timeout=TIMEOUT_MS)
+    page.evaluate("window.OneInbox.end()")
+    wait_state(page, "ended")
+    assert page.get_by_role("status").inner_text() == "Call ended"
+    page.get_by_role("link", name="A link on the page").focus()
+    page.wait_for_function(
+        "() => document.querySelector('oneinbox-widget').shadowRoot"
+        ".querySelector('[role=status]').textContent === ''",
+        timeout=TIMEOUT_MS,
+    )
+
+
+def test_the_floating_button_keeps_clear_of_the_safe_area(fresh_site: Site, page: Any) -> None:
+    page.goto(widget_page(fresh_site))
+    page.get_by_role("button", name="Talk to AI").wait_for()
+    rules: str = page.evaluate(
+        "() => [...document.querySelector('oneinbox-widget').shadowRoot.adoptedStyleSheets]"
+        ".flatMap(s => [...s.cssRules]).map(r => r.cssText).join('\\n')"
+    )
+    assert "env(safe-area-inset-bottom" in rules
+    assert "env(safe-area-inset-right" in rules
