@@ -11,7 +11,7 @@ import pytest
 
 from oneinbox_asgi.emulator.voice.server import Refusal
 
-from .conftest import Stack
+from .conftest import Stack, wait_until
 from .test_demo_call import BUTTON, GREETING, call_id, start_by_click, wait_state
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -86,9 +86,10 @@ def test_agent_state_call_time_and_mic_level(page: Any) -> None:
     wait_state(page, "ended")
 
 
-def test_the_microphone_picker_and_a_device_going_away(page: Any) -> None:
+def test_the_microphone_picker_and_a_device_going_away(page: Any, fresh_stack: Stack) -> None:
     # Chromium's fake devices: more than one audio input, so the picker shows.
     start_by_click(page)
+    heard = fresh_stack.emulator.voice.caller_audio[call_id(page)]
     picker = page.locator("oneinbox-call [part=devices]")
     picker.wait_for()
     options = picker.locator("option").all()
@@ -109,6 +110,11 @@ def test_the_microphone_picker_and_a_device_going_away(page: Any) -> None:
     ).wait_for()
     page.wait_for_function("n => window.__mics.length > n", arg=count)
     assert page.evaluate("() => window.OneInbox.state") == "active"
+    # The agent hears the caller on the new microphone (livekit-client muted the track
+    # that ended; the replacement must be heard).
+    voiced = heard.voiced_seconds
+    page.wait_for_timeout(1000)
+    wait_until(lambda: heard.voiced_seconds > voiced + 0.5, timeout=8)
     page.wait_for_timeout(700)  # the double-click guard: 600 ms after a state change
     page.click(BUTTON)
     wait_state(page, "ended")

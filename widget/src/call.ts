@@ -165,6 +165,9 @@ function create(p: CallParams): CallSession {
     micSource?.disconnect();
     [micSource, micMeter] = meter(mic);
     await publication?.audioTrack?.replaceTrack(mic, true);
+    // livekit-client mutes a track of ours that ended (the device went away): unmute the
+    // publication, now that it sends the new one.
+    if (!muted && publication?.isMuted) await publication.unmute();
     old.stop();
     devices();
   };
