@@ -25,7 +25,7 @@ RECORDER = """
     document.addEventListener("oneinbox:" + type, (e) => {
       const d = e.detail;
       const copy = type === "ready" ? null : JSON.parse(JSON.stringify(d ?? null));
-      log.events.push({ type, detail: copy });
+      log.events.push({ type, detail: copy, t: performance.now() });
     });
   }
   document.addEventListener("securitypolicyviolation", (e) => {
@@ -115,5 +115,18 @@ def wait_until(predicate: Callable[[], object], timeout: float = TIMEOUT_MS / 10
 def wait_mic_released(page: Any) -> None:
     page.wait_for_function(
         "() => { const m = window.OneInbox._debug.mic; return !!m && m.readyState === 'ended'; }",
+        timeout=TIMEOUT_MS,
+    )
+
+
+GUARD_MS = 600  # the widget ignores clicks on a button this soon after a state change
+
+
+def settle(page: Any) -> None:
+    """Waits until a click on the widget's buttons counts again (the double-click guard)."""
+    page.wait_for_function(
+        "ms => { const s = window.__oneinbox.events.filter(e => e.type === 'state').pop();"
+        " return !s || performance.now() - s.t > ms; }",
+        arg=GUARD_MS + 50,
         timeout=TIMEOUT_MS,
     )
