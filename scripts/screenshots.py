@@ -26,10 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from oneinbox_asgi import CallRequest, OneInboxMiddleware  # noqa: E402
-from oneinbox_asgi.emulator.agent import AgentSettings  # noqa: E402
-from oneinbox_asgi.emulator.app import Emulator  # noqa: E402
-from oneinbox_asgi.emulator.serving import BackgroundServers, Served, bind  # noqa: E402
 from oneinbox_asgi.widget import script_tag  # noqa: E402
+from oneinbox_emulator.agent import AgentSettings  # noqa: E402
+from oneinbox_emulator.app import Emulator  # noqa: E402
+from oneinbox_emulator.serving import BackgroundServers, Served, bind  # noqa: E402
 from tests.chromium import launched  # noqa: E402
 
 OUT = ROOT / "docs" / "images"

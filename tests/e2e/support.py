@@ -56,3 +56,25 @@ def wait_until(condition: Callable[[], object], timeout: float = TIMEOUT_MS / 10
         if time.monotonic() > deadline:
             raise AssertionError(f"not true within {timeout} s: {condition}")
         time.sleep(0.05)
+
+
+BUTTON = "oneinbox-call [part=button]"
+TRANSCRIPT = "oneinbox-call [part=transcript]"
+ERROR = "oneinbox-call [part=error]"
+GREETING = "Agent: Hi Ada! This is the OneInbox demo agent. Say something."
+
+
+def wait_state(page: Any, state: str, timeout: int = TIMEOUT_MS) -> None:
+    page.wait_for_function("s => window.OneInbox.state === s", arg=state, timeout=timeout)
+
+
+def call_id(page: Any) -> str:
+    value: str = page.evaluate("() => window.OneInbox.callId")
+    assert value.startswith("call_")
+    return value
+
+
+def start_by_click(page: Any) -> None:
+    page.evaluate("() => { window.__arm(); }")
+    page.click(BUTTON)
+    wait_state(page, "active")

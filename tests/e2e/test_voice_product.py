@@ -8,10 +8,10 @@ import re
 from typing import Any
 
 import pytest
-from oneinbox_asgi.emulator.voice.server import Refusal
 
-from .support import Stack, wait_until
-from .test_demo_call import BUTTON, GREETING, call_id, start_by_click, wait_state
+from oneinbox_emulator.voice.server import Refusal
+
+from .support import BUTTON, GREETING, Stack, call_id, start_by_click, wait_state, wait_until
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
