@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from oneinbox_asgi.widget import script_tag
+
 TIMEOUT_MS = 10_000  # every wait in these tests is bounded by this
 CSP = "script-src 'self' 'nonce-{nonce}'; style-src 'self'"
 API_KEY = "oi_sk_browser_tests_0123456789abcdef"
@@ -130,3 +132,24 @@ def settle(page: Any) -> None:
         arg=GUARD_MS + 50,
         timeout=TIMEOUT_MS,
     )
+
+
+PERMISSION_PROMPT = """
+(() => {
+  const query = navigator.permissions.query.bind(navigator.permissions);
+  navigator.permissions.query = (d) => d && d.name === "microphone"
+    ? Promise.resolve(Object.assign(new EventTarget(), { state: "prompt", name: "microphone" }))
+    : query(d);
+})();
+"""
+
+
+def widget_page(site: Site, body: str = "", *, csp: bool = True, **data: str) -> str:
+    def render(nonce: str) -> str:
+        return (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Host</title>'
+            f"{script_tag(nonce=nonce, **data)}</head>"
+            f"<body><h1>Host page</h1>{body}</body></html>"
+        )
+
+    return site.page(render, csp=csp)
