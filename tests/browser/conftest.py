@@ -271,6 +271,11 @@ def _voice_host_app(stack: VoiceStack, livekit_js: Path | None) -> Any:
         )
         stack.exchanges.append(exchange)
 
+        async def recording_receive() -> Any:
+            message = await receive()
+            exchange.body += message.get("body", b"")
+            return message
+
         async def recording_send(message: Any) -> None:
             if message["type"] == "http.response.start":
                 exchange.status = message["status"]
@@ -279,7 +284,7 @@ def _voice_host_app(stack: VoiceStack, livekit_js: Path | None) -> Any:
                 }
             await send(message)
 
-        await app(scope, receive, recording_send)
+        await app(scope, recording_receive, recording_send)
 
     return recorder
 

@@ -146,6 +146,7 @@ class Exchange:
     method: str
     path: str
     headers: dict[str, str]
+    body: bytes = b""
     status: int = 0
     answer: dict[str, str] = field(default_factory=dict)
 
