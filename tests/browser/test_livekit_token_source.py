@@ -37,9 +37,10 @@ CALL = """async ({url, endpointOptions, fetchOptions}) => {
     segments.forEach((s) => log.push(["transcription", who && who.identity, s.text, s.final])));
   room.on(LK.RoomEvent.Disconnected, (reason) => log.push(["disconnected", reason]));
   window.__room = room;
+  window.__source = source;
   await room.connect(details.serverUrl, details.participantToken);
   await room.localParticipant.setMicrophoneEnabled(true);
-  return {serverUrl: details.serverUrl, identity: room.localParticipant.identity};
+  return {serverUrl: details.serverUrl, token: details.participantToken};
 }"""
 
 REFUSED = """async ({url, endpointOptions, fetchOptions}) => {
@@ -105,6 +106,18 @@ def test_livekit_token_source_endpoint_starts_a_call_with_the_named_agent(
     page.evaluate("window.__room.disconnect()")
     wait_until(lambda: stack.emulator.registry.get(call.id).ended)
     assert stack.emulator.registry.get(call.id).end_reason == "user_hangup"
+
+    # The token source caches its answer (docs/livekit-clients.md): the same options give
+    # the same token, with no new call; `force` asks start-call again, and the caller's one
+    # slot (max_concurrent_calls=1, never freed by an end-call) is freed by reconciliation.
+    again = """([options, force]) => window.__source.fetch(options, force)
+      .then(d => d.participantToken, e => e.message)"""
+    cached = page.evaluate(again, [{"agentName": "sales"}, False])
+    assert cached == joined["token"]
+    assert len(stack.calls()) == before + 1
+    forced = page.evaluate(again, [{"agentName": "sales"}, True])
+    assert forced != cached and forced.count(".") == 2, forced
+    assert len(stack.calls()) == before + 2
 
 
 @pytest.mark.parametrize("where", ["same-origin", "sibling"])
