@@ -140,3 +140,15 @@ def test_livekit_token_source_naming_the_room_or_the_participant_is_refused(
     assert "received 400" in message, message
     assert len(stack.calls()) == before
     assert [e.status for e in stack.to("start-call")[-4:]] == [400] * 4
+    if where == "sibling":
+        # A bearer header across origins: the preflight allows only content-type, so the
+        # browser sends nothing (docs/livekit-clients.md: there, the cookie it is).
+        sent = len(stack.to("start-call"))
+        with_bearer = {
+            **options,
+            "endpointOptions": {**options["endpointOptions"], "headers": {"Authorization": "x"}},
+            "fetchOptions": {"agentName": "sales"},
+        }
+        assert page.evaluate(REFUSED, with_bearer) == "Failed to fetch"
+        assert len(stack.to("start-call")) == sent
+        assert len(stack.calls()) == before
