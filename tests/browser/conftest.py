@@ -360,3 +360,10 @@ def voice_stack(chromium_browser: Any) -> Iterator[VoiceStack]:
     ]
     with BackgroundServers(served):
         yield stack
+
+
+@pytest.fixture
+def fresh_voice_stack(voice_stack: VoiceStack) -> VoiceStack:
+    """The voice stack with its record of the broker's exchanges emptied."""
+    voice_stack.exchanges.clear()
+    return voice_stack

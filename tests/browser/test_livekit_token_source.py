@@ -79,9 +79,9 @@ def log(page: Any, kind: str) -> list[list[Any]]:
 
 @pytest.mark.parametrize("where", ["same-origin", "sibling"])
 def test_livekit_token_source_endpoint_starts_a_call_with_the_named_agent(
-    voice_stack: VoiceStack, context: Any, where: str
+    fresh_voice_stack: VoiceStack, context: Any, where: str
 ) -> None:
-    stack = voice_stack
+    stack = fresh_voice_stack
     page, options = open_livekit_page(stack, context, where)
     before = len(stack.calls())
 
@@ -122,9 +122,9 @@ def test_livekit_token_source_endpoint_starts_a_call_with_the_named_agent(
 
 @pytest.mark.parametrize("where", ["same-origin", "sibling"])
 def test_livekit_token_source_naming_the_room_or_the_participant_is_refused(
-    voice_stack: VoiceStack, context: Any, where: str
+    fresh_voice_stack: VoiceStack, context: Any, where: str
 ) -> None:
-    stack = voice_stack
+    stack = fresh_voice_stack
     page, options = open_livekit_page(stack, context, where)
     before = len(stack.calls())
     for fetch_options, field in [

@@ -38,9 +38,9 @@ def responses_of(page: Any) -> dict[str, Any]:
 
 
 def test_a_trusted_sibling_origin_calls_through_the_broker(
-    voice_stack: VoiceStack, context: Any
+    fresh_voice_stack: VoiceStack, context: Any
 ) -> None:
-    stack = voice_stack
+    stack = fresh_voice_stack
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
@@ -100,12 +100,12 @@ def test_a_trusted_sibling_origin_calls_through_the_broker(
 
 
 def test_an_untrusted_origin_of_the_same_site_gets_no_call(
-    voice_stack: VoiceStack, context: Any
+    fresh_voice_stack: VoiceStack, context: Any
 ) -> None:
     """The widget's files are public, so the page shows the button; but the broker answers
     the preflight without Access-Control-Allow-Origin, so the browser never sends the
     start-call (which would carry the session cookie: the site is the same)."""
-    stack = voice_stack
+    stack = fresh_voice_stack
     page = context.new_page()
     login_at(page, stack.broker, "Mallory")
     page.goto(stack.stranger + "/")
