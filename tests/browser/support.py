@@ -153,3 +153,57 @@ def widget_page(site: Site, body: str = "", *, csp: bool = True, **data: str) ->
         )
 
     return site.page(render, csp=csp)
+
+
+# -- the voice stack: a real emulator (API and voice server) behind a broker, plus pages on
+# other origins ----------------------------------------------------------------------------
+
+GREETING = "Hi {name}! This is the OneInbox demo agent. Say something."
+SALES_GREETING = "Hi{customer_name}! Sales here. What can I do for you?"
+
+
+@dataclass
+class Exchange:
+    """One request to the broker's routes and the answer's status and headers."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes = b""
+    status: int = 0
+    answer: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class VoiceStack:
+    """The emulator, the host app with the broker (``broker``, on 127.0.0.1) and the same
+    page app on two other origins of the same site (other ports of 127.0.0.1): ``sibling``
+    is in the broker's ``trusted_origins``, ``stranger`` is not."""
+
+    broker: str
+    sibling: str
+    stranger: str
+    emulator: Any  # oneinbox_emulator.app.Emulator
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def to(self, route: str, method: str = "POST", origin: str | None = None) -> list[Exchange]:
+        return [
+            e
+            for e in self.exchanges
+            if e.method == method
+            and e.path == f"/oneinbox/{route}"
+            and (origin is None or e.headers.get("origin") == origin)
+        ]
+
+    def calls(self) -> list[Any]:
+        """Every call the emulator created (oneinbox_emulator.registry.Call), newest first."""
+        found, _ = self.emulator.registry.list(limit=1000)
+        return list(found)
+
+
+def login_at(page: Any, url: str, name: str) -> str:
+    """Signs a new user named ``name`` in at the host app ``url``; returns its id."""
+    user = f"u-{secrets.token_hex(4)}"
+    response = page.request.get(f"{url}/login?id={user}&name={name}")
+    assert response.ok
+    return user
