@@ -22,6 +22,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp
 
 from oneinbox_asgi import CallRequest, OneInboxMiddleware
+from oneinbox_asgi.hooks import EventHook
 from oneinbox_asgi.widget import script_tag
 
 MAX_NAME = 60
@@ -40,6 +41,8 @@ class DemoConfig:
     webhooks: bool = True
     """Mount ``/oneinbox/webhook``: the emulator delivers its call events there, so the
     broker learns of every call's end (docs/lifecycle.md)."""
+    on_call_ended: EventHook | None = None
+    """The broker's ``on_call_ended`` hook (the end-to-end tests count the ends with it)."""
 
 
 def authorize(request: CallRequest) -> str | None:
@@ -143,6 +146,7 @@ def build_demo_app(config: DemoConfig) -> ASGIApp:
         agent_id=config.agent_id,
         base_url=config.base_url,
         webhooks=config.webhooks,
+        on_call_ended=config.on_call_ended,
     )
     # Outside the broker, so scope["session"] is there when the broker runs.
     return SessionMiddleware(
