@@ -25,19 +25,19 @@ from oneinbox_emulator.voice.server import VoiceOptions
 from oneinbox_emulator.voice.session import SessionTimings
 
 from ..chromium import launched
-from .support import AGENT_ID, TIMEOUT_MS, TIMINGS, Stack
-
-INSTRUMENT = (Path(__file__).parent / "instrument.js").read_text()
+from .support import AGENT_ID, INSTRUMENT, LIFECYCLE_TIMINGS, TIMEOUT_MS, TIMINGS, Stack
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
-    if not TIMINGS:
+    if not TIMINGS and not LIFECYCLE_TIMINGS:
         return
     terminalreporter.section("end-to-end timings (loopback)")
     for name, active, audio in TIMINGS:
         terminalreporter.write_line(
             f"{name}: click → active {active:.0f} ms, click → first agent audio {audio:.0f} ms"
         )
+    for line in LIFECYCLE_TIMINGS:
+        terminalreporter.write_line(line)
 
 
 def _speaking_caller(path: Path) -> Path:

@@ -20,6 +20,7 @@ from .support import (
     Stack,
     call_id,
     start_by_click,
+    wait_agent_audio,
     wait_state,
     wait_until,
 )
@@ -36,11 +37,6 @@ def wait_mic_released(page: Any) -> None:
     page.wait_for_function(
         "() => window.__mics.length > 0 && window.__mics.every(t => t.readyState === 'ended')"
     )
-
-
-def wait_agent_audio(page: Any) -> None:
-    """The agent's audio is playing in the page: RTP bytes in, and a level above zero."""
-    page.wait_for_function("() => window.__inboundAudio().then(a => a.bytes > 0 && a.level > 0)")
 
 
 def keep_timings(page: Any, name: str) -> None:
