@@ -5,8 +5,9 @@ delivery only names a call, and the broker acts on what ``GET /v1/calls/{id}`` t
 says (lifecycle.py). A forged event costs at most one lookup per call id per
 ``LOOKUP_SECONDS``, changes nothing, and is answered 2xx like any other, so that
 OneInbox does not retry genuine ones forever; events for calls this broker did not
-start are acknowledged and ignored. Deliveries are idempotent: retries and duplicates
-across replicas end a call once.
+start are acknowledged and ignored, and so are events sent while a call is live
+(``LIVE_EVENTS``). Deliveries are idempotent: retries and duplicates across replicas end
+a call once.
 
 The route is exempt from the cross-site check and the session (OneInbox is not a
 browser), never from the body limit. ``webhook_verifier`` lets a host add the signature
@@ -45,6 +46,10 @@ EVENTS = frozenset(
         "transcript.final",
     }
 )
+#: Events sent while a call is live: they cannot tell of its end, so they are acknowledged
+#: without a lookup, which would hold the call's lookup claim (``LOOKUP_SECONDS``) and turn
+#: away a ``call.ended`` that follows at once.
+LIVE_EVENTS = frozenset({"call.started", "transcript.partial"})
 
 
 class Webhook(Route):
@@ -62,7 +67,7 @@ class Webhook(Route):
             kind, call_id = _event(parse_body(raw, None))
             outcome = "ignored"
             lifecycle = self.broker.lifecycle
-            if lifecycle is not None and kind in EVENTS:
+            if lifecycle is not None and kind in EVENTS and kind not in LIVE_EVENTS:
                 outcome = await lifecycle.delivered(call_id)
         except (CallError, *DOMAIN_ERRORS) as exc:
             error = as_call_error(exc)

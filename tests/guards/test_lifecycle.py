@@ -147,6 +147,36 @@ async def test_a_forged_webhook_frees_nothing_and_costs_at_most_one_lookup(
     assert ended.events == []
 
 
+@pytest.mark.parametrize("earlier", ["call.started", "transcript.partial"])
+async def test_a_call_ended_right_after_a_live_event_still_ends_the_call(
+    oneinbox: EmulatorAPI,
+    upstream_client: httpx.AsyncClient,
+    make_store: StoreFactory,
+    earlier: str,
+) -> None:
+    """A live event's lookup held the lookup claim for LOOKUP_SECONDS: a call.ended within
+    that time was answered 200 ``lookup_pending`` and never looked up, so the end was lost
+    (seen in tests/e2e/test_lifecycle.py: a short call's call.ended right after its
+    call.started). Live events cannot tell of an end: they are acknowledged, no lookup."""
+    ended = Heard()
+    app = broker(
+        http_client=upstream_client, webhooks=True, store=make_store(), on_call_ended=ended
+    )
+    async with client_for(app, "u1") as client, client_for(app) as oneinbox_side:
+        call_id = (await client.post(START, json={})).json()["call_id"]
+        oneinbox.registry.mark_joined(call_id)
+        live = await oneinbox_side.post(WEBHOOK, json=deliver(earlier, call_id))
+        oneinbox.registry.end(call_id, "agent_hangup")  # a short call: it ends at once
+        end = await oneinbox_side.post(WEBHOOK, json=deliver("call.ended", call_id))
+        again = await client.post(START, json={})  # no reconciliation needed: the slot is free
+    assert (live.status_code, end.status_code) == (200, 200)
+    assert [(e.call_id, e.ended_by, e.end_reason) for e in ended.events] == [
+        (call_id, "webhook", "agent_hangup")
+    ]
+    assert again.status_code == 201
+    assert lookups(oneinbox, call_id) == 1  # the call.ended's own
+
+
 async def test_webhooks_for_calls_we_did_not_start_are_acknowledged_and_ignored(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
 ) -> None:
