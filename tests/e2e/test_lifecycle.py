@@ -78,14 +78,26 @@ def widget_events(page: Any, type_: str) -> list[dict[str, Any]]:
 
 
 def click_to_start(page: Any) -> None:
+    """Press "Talk to AI" and see the call go active; a refusal fails with what it said."""
     page.wait_for_timeout(GUARD_MS)
-    start_by_click(page)
+    page.evaluate("() => { window.__arm(); }")
+    page.click(BUTTON)
+    page.wait_for_function("() => ['active', 'error'].includes(window.OneInbox.state)")
+    if page.evaluate("() => window.OneInbox.state") == "error":
+        raise AssertionError(f"the call did not start: {widget_events(page, 'error')[-1]}")
 
 
 def hang_up(page: Any) -> None:
     page.wait_for_timeout(GUARD_MS)
     page.click(BUTTON)
     wait_state(page, "ended")
+
+
+def the_one_end(stack: LifecycleStack, call_id: str) -> Any:
+    """The call's only ``on_call_ended`` event (more than one fails, showing them all)."""
+    found = stack.ends_of(call_id)
+    assert len(found) == 1, f"on_call_ended fired {len(found)} times for {call_id}: {found}"
+    return found[0]
 
 
 def settle(stack: LifecycleStack, *call_ids: str) -> None:
@@ -163,11 +175,11 @@ def test_a_crashed_tab_never_locks_its_user_out(chromium: Any, webhooks: bool) -
         finally:
             context.close()
 
-        [dead] = stack.ends_of(first)
+        dead = the_one_end(stack, first)
         assert dead.ended_by == ("webhook" if webhooks else "reconciliation")
         assert dead.end_reason == "connection_lost"
         assert dead.record is not None and dead.record["status"] == "completed"
-        [hung_up] = stack.ends_of(second)
+        hung_up = the_one_end(stack, second)
         assert hung_up.caller == dead.caller and str(dead.caller).startswith("u_")
         assert hung_up.ended_by in (("end_call", "webhook") if webhooks else ("end_call",))
         if webhooks:
@@ -218,7 +230,8 @@ def test_oneinbox_down_during_hang_up(chromium: Any, webhooks: bool, back: str) 
                     timeout=20_000,
                 )
                 gave_up_at = time.monotonic() - hung_up
-                assert len(ends) == 5 and all(status == 503 for status in ends), ends
+                pumped(page, lambda: len(ends) == 5, timeout=5)  # five tries, all refused
+                assert all(status == 503 for status in ends), ends
                 shown = page.locator(NOTE).inner_text()
                 assert shown == widget_events(page, "error")[-1]["message"], shown
                 assert stack.ends_of(first) == []  # the slot is still held
@@ -236,7 +249,7 @@ def test_oneinbox_down_during_hang_up(chromium: Any, webhooks: bool, back: str) 
         finally:
             context.close()
 
-        [ended] = stack.ends_of(first)
+        ended = the_one_end(stack, first)
         if back == "within-retries":
             # end-call's own retry, or the emulator's retried webhook if it came first
             expected = {"end_call", "webhook"} if webhooks else {"end_call"}
@@ -245,7 +258,7 @@ def test_oneinbox_down_during_hang_up(chromium: Any, webhooks: bool, back: str) 
             expected = {"reconciliation", "webhook"} if webhooks else {"reconciliation"}
         assert ended.ended_by in expected, ended
         assert ended.end_reason == (None if ended.ended_by == "end_call" else "user_hangup")
-        assert len(stack.ends_of(second)) == 1
+        the_one_end(stack, second)
         what = (
             "back within the widget's retries"
             if back == "within-retries"
