@@ -181,9 +181,16 @@ class Lifecycle:
         entry, ended = known
         if ended and self.on_call_record is None:
             return "already_ended"
-        if not await self.ledger.claim(f"lookup:{call_id}", LOOKUP_SECONDS):
+        lookup = f"lookup:{call_id}"
+        if not await self.ledger.claim(lookup, LOOKUP_SECONDS):
             return "lookup_pending"
-        record = await self.upstream.get_call(call_id)
+        try:
+            record = await self.upstream.get_call(call_id)
+        except UpstreamError:
+            # OneInbox retries the delivery: let that retry look again (a failed lookup
+            # spent nothing a forger could repeat, since OneInbox did not answer).
+            await self.ledger.unclaim(lookup)
+            raise
         if ended:
             if record is not None and has_transcript(record):
                 await self._recorded(entry, _record_event(entry, record))

@@ -370,3 +370,20 @@ async def test_the_post_call_record_reaches_the_host_once(
     assert record is not None
     assert record["messages"][0]["content"] == "Hi Ada!"
     assert records.events[0].caller == "u1"
+
+
+async def test_a_webhook_retried_after_a_failed_lookup_is_looked_up_again(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient
+) -> None:
+    """OneInbox down when the delivery came: the route answers an upstream error (so
+    OneInbox retries), and the retry, however soon, looks the call up again."""
+    ended = Heard()
+    app = broker(http_client=upstream_client, webhooks=True, on_call_ended=ended)
+    async with client_for(app, "u1") as client:
+        call_id = (await client.post(START, json={})).json()["call_id"]
+        oneinbox.registry.end(call_id, "agent_hangup")
+        oneinbox.misbehave(status=500, body=b"{}", times=1)
+        failed = await client.post(WEBHOOK, json=deliver("call.ended", call_id))
+        retried = await client.post(WEBHOOK, json=deliver("call.ended", call_id))
+    assert failed.status_code == 502 and retried.status_code == 200
+    assert [(e.call_id, e.ended_by) for e in ended.events] == [(call_id, "webhook")]
