@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -67,9 +68,21 @@ def command(port: int, *words: str, timeout: float = 2.0) -> bytes:
 class RedisServer:
     """One redis-server process without persistence, bound to 127.0.0.1 only."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        port: int | None = None,
+        args: list[str] | None = None,
+        config: str | None = None,
+        cwd: str | None = None,
+    ) -> None:
         self.binary = binary
         self.port = port or free_port()
+        #: More options (``--cluster-enabled yes``…); ``config``: a config file to start
+        #: from (a sentinel's); ``cwd``: its own directory (nodes.conf, appendonly files).
+        self.args = args or []
+        self.config = config
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -80,6 +93,7 @@ class RedisServer:
         self.process = subprocess.Popen(
             [
                 self.binary,
+                *([self.config] if self.config else []),
                 "--save",
                 "",
                 "--appendonly",
@@ -90,7 +104,9 @@ class RedisServer:
                 "127.0.0.1",
                 "--protected-mode",
                 "yes",
+                *self.args,
             ],
+            cwd=self.cwd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -125,11 +141,12 @@ class RedisServer:
             self.process = None
 
 
-def started_server(binary: str, attempts: int = 3) -> RedisServer:
-    """A running server on a free port (retrying if another process took the port)."""
+def started_server(binary: str, attempts: int = 3, **options: Any) -> RedisServer:
+    """A running server on a free port (retrying if another process took the port);
+    ``options`` as RedisServer takes them."""
     error: Exception | None = None
     for _ in range(attempts):
-        server = RedisServer(binary)
+        server = RedisServer(binary, **options)
         try:
             server.start()
         except RuntimeError as exc:

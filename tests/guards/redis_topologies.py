@@ -1,0 +1,217 @@
+"""Real Redis topologies on loopback, started and stopped by the tests: a three-master
+Redis Cluster, and a Sentinel set (one master, one replica, three sentinels).
+
+Both use Debian's redis-server (a sentinel is ``redis-server <conf> --sentinel``), so
+they skip, or fail under ONEINBOX_REQUIRE_REDIS=1, exactly as the one-server tests do.
+Every wait is bounded; a set that does not come up in time is stopped and fails the test.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from .redis_server import RedisServer, command, started_server
+
+READY_TIMEOUT = 15.0
+CLUSTER_SLOTS = 16384
+SERVICE = "oneinbox"
+
+
+def info(port: int, section: str) -> dict[str, str]:
+    """``INFO <section>`` of the server on ``port``, as a dict."""
+    raw = command(port, "INFO", section).decode(errors="replace")
+    fields = {}
+    for line in raw.splitlines():
+        name, sep, value = line.partition(":")
+        if sep:
+            fields[name.strip()] = value.strip()
+    return fields
+
+
+def wait_until(what: str, ready: Callable[[], bool], timeout: float = READY_TIMEOUT) -> None:
+    """Poll ``ready`` until it is true, or fail saying ``what`` did not happen in time."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if ready():
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{what} did not happen within {timeout:g} s")
+
+
+def ok(reply: bytes) -> None:
+    if not reply.startswith(b"+OK"):
+        raise RuntimeError(f"redis answered {reply[:200]!r}")
+
+
+class Cluster:
+    """A Redis Cluster of three masters on 127.0.0.1, slots split evenly.
+
+    Each node has its own directory (nodes.conf; with ``durable``, an append-only file
+    synced on every write, so a node restarted keeps what it had)."""
+
+    def __init__(self, binary: str, root: Path, masters: int = 3, durable: bool = False) -> None:
+        self.binary = binary
+        self.root = root
+        self.durable = durable
+        self.nodes: list[RedisServer] = []
+        self.count = masters
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
+        return f"redis+cluster://{hosts}"
+
+    def start(self) -> None:
+        try:
+            for i in range(self.count):
+                directory = self.root / f"node-{i}"
+                directory.mkdir(parents=True, exist_ok=True)
+                args = [
+                    "--cluster-enabled",
+                    "yes",
+                    "--cluster-config-file",
+                    "nodes.conf",
+                    "--cluster-node-timeout",
+                    "1000",
+                    "--dir",
+                    str(directory),
+                ]
+                if self.durable:
+                    args += ["--appendonly", "yes", "--appendfsync", "always"]
+                self.nodes.append(started_server(self.binary, args=args, cwd=str(directory)))
+            per = CLUSTER_SLOTS // self.count
+            for i, node in enumerate(self.nodes):
+                first = i * per
+                last = CLUSTER_SLOTS - 1 if i == self.count - 1 else first + per - 1
+                ok(command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last)))
+            for node in self.nodes[1:]:
+                ok(command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(self.nodes[0].port)))
+            self.wait_ok()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ok(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until every node says ``cluster_state:ok`` and knows every other node."""
+
+        def ready() -> bool:
+            for node in self.nodes:
+                state = command(node.port, "CLUSTER", "INFO").decode()
+                if "cluster_state:ok" not in state:
+                    return False
+                if f"cluster_known_nodes:{self.count}" not in state:
+                    return False
+            return True
+
+        wait_until("cluster_state:ok on every node", ready, timeout)
+
+    def owner(self, key: str) -> RedisServer:
+        """The master holding ``key``'s hash slot."""
+        reply = command(self.nodes[0].port, "CLUSTER", "KEYSLOT", key)
+        slot = int(reply[1:].split(b"\r\n")[0])
+        per = CLUSTER_SLOTS // self.count
+        return self.nodes[min(slot // per, self.count - 1)]
+
+    def flush(self) -> None:
+        for node in self.nodes:
+            ok(command(node.port, "FLUSHALL"))
+
+    def stop(self) -> None:
+        for node in self.nodes:
+            node.stop()
+
+
+class SentinelSet:
+    """One master, one replica and three sentinels (quorum 2) watching ``SERVICE``."""
+
+    def __init__(self, binary: str, root: Path) -> None:
+        self.binary = binary
+        self.root = root
+        self.servers: list[RedisServer] = []
+        self.sentinels: list[RedisServer] = []
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{SERVICE}/0"
+
+    def master_port(self) -> int:
+        """The master's port as the first sentinel that answers says."""
+        for sentinel in self.sentinels:
+            try:
+                reply = command(
+                    sentinel.port, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", SERVICE
+                ).decode()
+            except OSError:
+                continue
+            return int(reply.split("\r\n")[-2])
+        raise RuntimeError("no sentinel answered")
+
+    def master(self) -> RedisServer:
+        port = self.master_port()
+        return next(s for s in self.servers if s.port == port)
+
+    def start(self) -> None:
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            master = started_server(self.binary)
+            self.servers.append(master)
+            replica = started_server(
+                self.binary, args=["--replicaof", "127.0.0.1", str(master.port)]
+            )
+            self.servers.append(replica)
+            wait_until(
+                "the replica in sync",
+                lambda: info(replica.port, "replication").get("master_link_status") == "up",
+            )
+            for i in range(3):
+                config = self.root / f"sentinel-{i}.conf"
+                config.write_text(
+                    f"sentinel monitor {SERVICE} 127.0.0.1 {master.port} 2\n"
+                    f"sentinel down-after-milliseconds {SERVICE} 400\n"
+                    f"sentinel failover-timeout {SERVICE} 3000\n"
+                    f"sentinel parallel-syncs {SERVICE} 1\n"
+                )
+                self.sentinels.append(
+                    started_server(self.binary, config=str(config), args=["--sentinel"])
+                )
+            self.wait_ready()
+        except BaseException:
+            self.stop()
+            raise
+
+    def wait_ready(self, timeout: float = READY_TIMEOUT) -> None:
+        """Until every sentinel knows the master, the replica and the two other sentinels
+        (so that a failover can be agreed)."""
+
+        def ready() -> bool:
+            for sentinel in self.sentinels:
+                fields = info(sentinel.port, "sentinel")
+                line = fields.get("master0", "")
+                if "status=ok" not in line or "slaves=1" not in line or "sentinels=3" not in line:
+                    return False
+            return True
+
+        wait_until("the sentinels ready (master, replica, quorum)", ready, timeout)
+
+    def flush(self) -> None:
+        ok(command(self.master_port(), "FLUSHALL"))
+        # the replica applies it too; wait so that a test never sees the last test's keys
+        master = self.master()
+        wait_until(
+            "the replica caught up",
+            lambda: all(
+                "offset=" + info(master.port, "replication").get("master_repl_offset", "?") in value
+                for name, value in info(master.port, "replication").items()
+                if name.startswith("slave")
+            ),
+        )
+
+    def stop(self) -> None:
+        for process in [*self.sentinels, *self.servers]:
+            process.stop()
