@@ -237,6 +237,7 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
             **options,
         )
         _bound(client, max_connections)
+        client._oneinbox_sentinel = sentinel  # type: ignore[attr-defined]
         return client
 
     from redis.asyncio.cluster import ClusterNode
@@ -303,3 +304,7 @@ async def close(client: Redis | RedisCluster) -> None:
     pool = getattr(client, "connection_pool", None)
     if pool is not None:
         await pool.disconnect()
+    sentinel = getattr(client, "_oneinbox_sentinel", None)
+    if sentinel is not None:  # its own clients, one per sentinel
+        for one in sentinel.sentinels:
+            await one.aclose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +12,7 @@ from oneinbox_asgi.guards import LimitStore, MemoryStore, RedisStore
 
 from ..support import FakeClock
 from .redis_server import RedisServer, command, require_redis, started_server
+from .redis_topologies import Cluster, SentinelSet
 
 
 @pytest.fixture
@@ -45,14 +47,82 @@ def own_redis() -> Iterator[RedisServer]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One real three-master Redis Cluster for the session."""
+    cluster = Cluster(require_redis(), tmp_path_factory.mktemp("cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def cluster_url(redis_cluster: Cluster) -> str:
+    """The shared cluster's URL (redis+cluster://…), emptied for this test."""
+    redis_cluster.flush()
+    return redis_cluster.url
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
+    """One real Sentinel set (master, replica, three sentinels) for the session."""
+    sentinels = SentinelSet(require_redis(), tmp_path_factory.mktemp("sentinel"))
+    sentinels.start()
+    try:
+        yield sentinels
+    finally:
+        sentinels.stop()
+
+
+@pytest.fixture
+def sentinel_url(redis_sentinel: SentinelSet) -> str:
+    """The shared sentinel set's URL (redis+sentinel://…/oneinbox/0), emptied for this test."""
+    redis_sentinel.flush()
+    return redis_sentinel.url
+
+
+@pytest.fixture
+def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A cluster of this test's own, whose nodes it may restart (each keeps its data: an
+    append-only file synced on every write)."""
+    cluster = Cluster(require_redis(), tmp_path / "cluster", durable=True)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def own_sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
+    """A sentinel set of this test's own, whose master it may kill."""
+    sentinels = SentinelSet(require_redis(), tmp_path / "sentinel")
+    sentinels.start()
+    try:
+        yield sentinels
+    finally:
+        sentinels.stop()
+
+
 StoreFactory = Callable[..., LimitStore]
+#: The URL fixture of each Redis topology.
+TOPOLOGY_URLS = {"redis": "redis_url", "sentinel": "sentinel_url", "cluster": "cluster_url"}
 
 
-@pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])
+@pytest.fixture(
+    params=[
+        "memory",
+        *(pytest.param(topology, marks=pytest.mark.redis) for topology in TOPOLOGY_URLS),
+    ]
+)
 async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
-    """Makes stores of one kind (each test runs once per kind); closes them after."""
+    """Makes stores of one kind (each test runs once per kind: in memory, and on one Redis,
+    a Sentinel set and a Cluster); closes them after."""
     made: list[LimitStore] = []
-    url = request.getfixturevalue("redis_url") if request.param == "redis" else None
+    fixture = TOPOLOGY_URLS.get(request.param)
+    url = request.getfixturevalue(fixture) if fixture else None
 
     def factory(**kwargs: Any) -> LimitStore:
         store: LimitStore = RedisStore(url, **kwargs) if url else MemoryStore(**kwargs)
