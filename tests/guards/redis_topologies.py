@@ -200,17 +200,8 @@ class SentinelSet:
         wait_until("the sentinels ready (master, replica, quorum)", ready, timeout)
 
     def flush(self) -> None:
+        """Empty the master (tests read and write only through it)."""
         ok(command(self.master_port(), "FLUSHALL"))
-        # the replica applies it too; wait so that a test never sees the last test's keys
-        master = self.master()
-        wait_until(
-            "the replica caught up",
-            lambda: all(
-                "offset=" + info(master.port, "replication").get("master_repl_offset", "?") in value
-                for name, value in info(master.port, "replication").items()
-                if name.startswith("slave")
-            ),
-        )
 
     def stop(self) -> None:
         for process in [*self.sentinels, *self.servers]:
