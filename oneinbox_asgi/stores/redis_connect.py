@@ -191,7 +191,7 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
 
     Connects lazily: nothing is sent until the first command.
     """
-    from redis.asyncio import BlockingConnectionPool, Redis
+    from redis.asyncio import BlockingConnectionPool
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
 
@@ -211,7 +211,8 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
             raise ConfigurationError(
                 f"store: {redacted(url)} is not a usable Redis URL: {exc}"
             ) from None
-        return Redis(connection_pool=pool)
+        single: Redis = _classes()[0](connection_pool=pool)
+        return single
 
     if target.topology == "sentinel":
         from redis.asyncio.sentinel import Sentinel
@@ -232,7 +233,7 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
         client: Redis = sentinel.master_for(
             target.service,
             redis_class=bounded_redis,
-            # redis-py's pool does not wait for a free connection; _BoundedRedis does.
+            # redis-py's pool does not wait for a free connection; GuardedRedis does.
             max_connections=max_connections + 8,
             **options,
         )
@@ -259,34 +260,53 @@ def _bound(client: Any, max_connections: int) -> None:
     client._oneinbox_slots = asyncio.Semaphore(max_connections)
 
 
+async def _guarded(client: Any, command: Any, args: Any, options: Any) -> Any:
+    """Run one command with at most ``max_connections`` in flight, redis-py's internal
+    slips as a ``ConnectionError``.
+
+    Under a failover or a node restart redis-py's clients can fail with an error of their
+    own state rather than a Redis one (seen on a real cluster: ``AttributeError: 'NoneType'
+    object has no attribute 'writelines'``, a connection closed under another task; also
+    redis-py issues 3546, 3835). The store fails closed on those too.
+    """
+    from redis.exceptions import ConnectionError as RedisConnectionError
+    from redis.exceptions import RedisClusterException, RedisError
+
+    slots = getattr(client, "_oneinbox_slots", None)
+    try:
+        if slots is None:
+            return await command(*args, **options)
+        async with slots:
+            return await command(*args, **options)
+    except (RedisError, RedisClusterException, OSError):
+        raise
+    except (AttributeError, TypeError, KeyError, IndexError) as exc:
+        if hasattr(client, "nodes_manager"):
+            client._initialize = True  # a cluster client: find the topology again
+        raise RedisConnectionError(f"redis-py client state: {type(exc).__name__}: {exc}") from exc
+
+
 @functools.cache
 def _classes() -> tuple[type[Any], type[Any]]:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
 
-    class BoundedRedis(Redis):
-        """A Sentinel master's client: at most ``max_connections`` commands in flight."""
+    class GuardedRedis(Redis):
+        """One server's or a Sentinel master's client, its commands ``_guarded``."""
 
         async def execute_command(self, *args: Any, **options: Any) -> Any:
-            slots = getattr(self, "_oneinbox_slots", None)
             command = super().execute_command
-            if slots is None:
-                return await command(*args, **options)  # type: ignore[no-untyped-call]
-            async with slots:
-                return await command(*args, **options)  # type: ignore[no-untyped-call]
+            return await _guarded(self, command, args, options)
 
-    class BoundedCluster(RedisCluster):
-        """A cluster client: at most ``max_connections`` commands in flight (redis-py's
-        cluster pool raises at its bound instead of waiting)."""
+    class GuardedCluster(RedisCluster):
+        """A cluster client, its commands ``_guarded`` (redis-py's cluster pool raises at
+        its bound instead of waiting: the semaphore waits)."""
 
         async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
-            slots = getattr(self, "_oneinbox_slots", None)
-            if slots is None:
-                return await super().execute_command(*args, **kwargs)
-            async with slots:
-                return await super().execute_command(*args, **kwargs)
+            command = super().execute_command
+            return await _guarded(self, command, args, kwargs)
 
-    return BoundedRedis, BoundedCluster
+    return GuardedRedis, GuardedCluster
 
 
 def client_errors() -> tuple[type[BaseException], ...]:
