@@ -252,6 +252,7 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
         **options,
     )
     _bound(cluster, max_connections)
+    cluster._oneinbox_init_lock = asyncio.Lock()
     cluster_client: RedisCluster = cluster
     return cluster_client
 
@@ -274,6 +275,7 @@ async def _guarded(client: Any, command: Any, args: Any, options: Any) -> Any:
 
     slots = getattr(client, "_oneinbox_slots", None)
     try:
+        await _initialized(client)
         if slots is None:
             return await command(*args, **options)
         async with slots:
@@ -284,6 +286,24 @@ async def _guarded(client: Any, command: Any, args: Any, options: Any) -> Any:
         if hasattr(client, "nodes_manager"):
             client._initialize = True  # a cluster client: find the topology again
         raise RedisConnectionError(f"redis-py client state: {type(exc).__name__}: {exc}") from exc
+
+
+async def _initialized(client: Any) -> None:
+    """A cluster client that has to (re)read the topology does it before a command runs,
+    one command at a time.
+
+    redis-py's cluster client, when many commands start while it (re)initializes, lets
+    some run on the connections of nodes that the initialization then closes: on a real
+    cluster, 5 to 25 of 100 concurrent first commands of a new client failed ("Connection
+    closed by server", "'NoneType' object has no attribute 'writelines'"); none once the
+    client is initialized first.
+    """
+    lock = getattr(client, "_oneinbox_init_lock", None)
+    if lock is None or not client._initialize:
+        return
+    async with lock:
+        if client._initialize:
+            await client.initialize()
 
 
 @functools.cache
