@@ -85,8 +85,8 @@ def sentinel_url(redis_sentinel: SentinelSet) -> str:
 
 @pytest.fixture
 def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
-    """A cluster of this test's own, whose nodes it may restart (each keeps its data: an
-    append-only file synced on every write)."""
+    """A cluster of this test's own, whose nodes it may kill and restart (each keeps its
+    data in an append-only file)."""
     cluster = Cluster(require_redis(), tmp_path / "cluster", durable=True)
     cluster.start()
     try:
