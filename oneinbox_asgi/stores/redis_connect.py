@@ -211,6 +211,7 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
             raise ConfigurationError(
                 f"store: {redacted(url)} is not a usable Redis URL: {exc}"
             ) from None
+        _check_options(url, pool)
         single: Redis = _classes()[0](connection_pool=pool)
         return single
 
@@ -237,6 +238,7 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
             max_connections=max_connections + 8,
             **options,
         )
+        _check_options(url, client.connection_pool)
         _bound(client, max_connections)
         client._oneinbox_sentinel = sentinel  # type: ignore[attr-defined]
         return client
@@ -246,15 +248,31 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
     options = {**bounds, **target.options}
     if target.tls:
         options["ssl"] = True
-    cluster = _classes()[1](
-        startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
-        max_connections=max_connections + 8,
-        **options,
-    )
+    try:
+        cluster = _classes()[1](
+            startup_nodes=[ClusterNode(host, port) for host, port in target.nodes],
+            max_connections=max_connections + 8,
+            **options,
+        )
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"store: {redacted(url)}: an option is not redis-py's: {exc}"
+        ) from None
     _bound(cluster, max_connections)
     cluster._oneinbox_init_lock = asyncio.Lock()
     cluster_client: RedisCluster = cluster
     return cluster_client
+
+
+def _check_options(url: str, pool: Any) -> None:
+    """A query option redis-py's connections do not take is a configuration error now,
+    not a failure at the first call (making a connection object does not connect)."""
+    try:
+        pool.connection_class(**pool.connection_kwargs)
+    except TypeError as exc:
+        raise ConfigurationError(
+            f"store: {redacted(url)}: an option is not redis-py's: {exc}"
+        ) from None
 
 
 def _bound(client: Any, max_connections: int) -> None:

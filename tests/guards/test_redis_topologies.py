@@ -232,6 +232,9 @@ def test_single_server_urls_and_valkey_aliases() -> None:
         ("redis+cluster://n1/3", "db 0 only"),
         ("redis+cluster://n1:99999", "not a host[:port]"),
         ("redis+cluster://:s3cret@n1:x", "not a host[:port]"),
+        ("redis+cluster://:s3cret@n1?bogus=1", "an option is not redis-py's"),
+        ("redis+sentinel://:s3cret@s1/m?bogus=1", "an option is not redis-py's"),
+        ("redis://:s3cret@h/0?bogus=1", "an option is not redis-py's"),
     ],
 )
 def test_bad_urls_say_what_is_wrong_without_the_password(url: str, says: str) -> None:
@@ -250,3 +253,20 @@ def test_passwords_never_show() -> None:
         shown = redacted(url)
         assert "s3cret" not in shown and "***" in shown, shown
         assert "s3cret" not in repr(RedisStore(url))
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+@pytest.mark.parametrize("topology", ["sentinel_url", "cluster_url", "valkey_url"])
+async def test_the_store_option_and_env_take_every_scheme(
+    topology: str, request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = request.getfixturevalue(topology)
+    monkeypatch.setenv("ONEINBOX_REDIS_URL", url)
+    for app in (broker(store=url), broker()):
+        try:
+            assert isinstance(app.store, RedisStore)
+            assert await app.store.hit("k", 1, 60) == 0
+            assert await app.store.hit("k", 1, 60) > 0
+        finally:
+            await app.aclose()
