@@ -263,10 +263,10 @@ async def test_the_store_option_and_env_take_every_scheme(
 ) -> None:
     url = request.getfixturevalue(topology)
     monkeypatch.setenv("ONEINBOX_REDIS_URL", url)
-    for app in (broker(store=url), broker()):
+    for key, app in [("by-option", broker(store=url)), ("by-env", broker())]:
         try:
             assert isinstance(app.store, RedisStore)
-            assert await app.store.hit("k", 1, 60) == 0
-            assert await app.store.hit("k", 1, 60) > 0
+            assert await app.store.hit(key, 1, 60) == 0
+            assert await app.store.hit(key, 1, 60) > 0
         finally:
             await app.aclose()
