@@ -12,7 +12,7 @@ from oneinbox_asgi.guards import LimitStore, MemoryStore, RedisStore
 
 from ..support import FakeClock
 from .redis_server import RedisServer, command, require_redis, require_valkey, started_server
-from .redis_topologies import Cluster, SentinelSet
+from .redis_topologies import Cluster, SentinelSet, TLSFiles
 
 
 @pytest.fixture
@@ -88,6 +88,18 @@ def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A cluster of this test's own, whose nodes it may kill and restart (each keeps its
     data in an append-only file)."""
     cluster = Cluster(require_redis(), tmp_path / "cluster", durable=True)
+    cluster.start()
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture
+def tls_cluster(tmp_path: Path) -> Iterator[Cluster]:
+    """A three-master Redis Cluster speaking TLS only to clients and on its bus (its URL:
+    rediss+cluster://…?ssl_ca_certs=<a throwaway CA>)."""
+    cluster = Cluster(require_redis(), tmp_path / "cluster", tls=TLSFiles.make(tmp_path / "tls"))
     cluster.start()
     try:
         yield cluster

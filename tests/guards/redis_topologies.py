@@ -10,11 +10,36 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
-from .redis_server import RedisServer, command, started_server
+from .redis_server import RedisServer, command, free_port, started_server
 
 READY_TIMEOUT = 15.0
+
+
+@dataclass(frozen=True)
+class TLSFiles:
+    """A throwaway CA and a server certificate for 127.0.0.1 (PEM files)."""
+
+    ca: Path
+    cert: Path
+    key: Path
+
+    @classmethod
+    def make(cls, directory: Path) -> TLSFiles:
+        import trustme
+
+        directory.mkdir(parents=True, exist_ok=True)
+        ca = trustme.CA()
+        issued = ca.issue_cert("127.0.0.1", "localhost")
+        files = cls(directory / "ca.pem", directory / "cert.pem", directory / "key.pem")
+        ca.cert_pem.write_to_path(str(files.ca))
+        issued.cert_chain_pems[0].write_to_path(str(files.cert))
+        issued.private_key_pem.write_to_path(str(files.key))
+        return files
+
+
 CLUSTER_SLOTS = 16384
 SERVICE = "oneinbox"
 
@@ -54,24 +79,44 @@ class Cluster:
     Each node has its own directory (nodes.conf; with ``durable``, an append-only file, so
     a node killed and started again keeps what it had)."""
 
-    def __init__(self, binary: str, root: Path, masters: int = 3, durable: bool = False) -> None:
+    def __init__(
+        self,
+        binary: str,
+        root: Path,
+        masters: int = 3,
+        durable: bool = False,
+        tls: TLSFiles | None = None,
+    ) -> None:
         self.binary = binary
         self.root = root
         self.durable = durable
+        #: With TLS each node also listens for TLS (clients and the cluster bus) on its
+        #: ``tls_ports`` entry; the plain port stays for the setup commands.
+        self.tls = tls
+        self.tls_ports: list[int] = []
+        self.bus_ports: list[int] = []
         self.nodes: list[RedisServer] = []
         self.count = masters
 
     @property
     def url(self) -> str:
-        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
         scheme = "valkey" if "valkey" in Path(self.binary).name else "redis"
+        if self.tls:
+            hosts = ",".join(f"127.0.0.1:{port}" for port in self.tls_ports)
+            return f"{scheme}s+cluster://{hosts}?ssl_ca_certs={self.tls.ca}"
+        hosts = ",".join(f"127.0.0.1:{node.port}" for node in self.nodes)
         return f"{scheme}+cluster://{hosts}"
+
+    def _client_port(self, i: int) -> int:
+        return self.tls_ports[i] if self.tls else self.nodes[i].port
 
     def start(self) -> None:
         try:
             for i in range(self.count):
                 directory = self.root / f"node-{i}"
                 directory.mkdir(parents=True, exist_ok=True)
+                bus_port = free_port()
+                self.bus_ports.append(bus_port)
                 args = [
                     "--cluster-enabled",
                     "yes",
@@ -79,9 +124,28 @@ class Cluster:
                     "nodes.conf",
                     "--cluster-node-timeout",
                     "1000",
+                    # its own bus port: the default (port + 10000) may be above 65535
+                    "--cluster-port",
+                    str(bus_port),
                     "--dir",
                     str(directory),
                 ]
+                if self.tls:
+                    self.tls_ports.append(free_port())
+                    args += [
+                        "--tls-port",
+                        str(self.tls_ports[-1]),
+                        "--tls-cert-file",
+                        str(self.tls.cert),
+                        "--tls-key-file",
+                        str(self.tls.key),
+                        "--tls-ca-cert-file",
+                        str(self.tls.ca),
+                        "--tls-auth-clients",
+                        "no",
+                        "--tls-cluster",
+                        "yes",
+                    ]
                 if self.durable:
                     # Each write reaches the file (the OS's cache) before its reply, which
                     # is all a killed process needs; no fsync, so a busy disk adds nothing.
@@ -93,7 +157,8 @@ class Cluster:
                 last = CLUSTER_SLOTS - 1 if i == self.count - 1 else first + per - 1
                 ok(command(node.port, "CLUSTER", "ADDSLOTSRANGE", str(first), str(last)))
             for node in self.nodes[1:]:
-                ok(command(node.port, "CLUSTER", "MEET", "127.0.0.1", str(self.nodes[0].port)))
+                meet = ("127.0.0.1", str(self._client_port(0)), str(self.bus_ports[0]))
+                ok(command(node.port, "CLUSTER", "MEET", *meet))
             self.wait_ok()
         except BaseException:
             self.stop()

@@ -16,11 +16,11 @@ import httpx
 import pytest
 
 from oneinbox_asgi import ConfigurationError
-from oneinbox_asgi.guards import RedisStore
+from oneinbox_asgi.guards import RedisStore, StoreUnavailable
 from oneinbox_asgi.stores.redis_connect import parse, redacted
 from oneinbox_emulator.api import EmulatorAPI
 
-from ..support import START, broker, client_for, error_code
+from ..support import END, START, broker, client_for, error_code
 from .redis_topologies import Cluster, SentinelSet
 
 CAP = 2
@@ -270,3 +270,32 @@ async def test_the_store_option_and_env_take_every_scheme(
             assert await app.store.hit(key, 1, 60) > 0
         finally:
             await app.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.anyio
+async def test_a_tls_cluster(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, tls_cluster: Cluster
+) -> None:
+    """rediss+cluster:// with the server's CA (as ElastiCache or Memorystore with in-transit
+    encryption): calls are capped, ended and started again; without the CA it fails closed."""
+    # Not a test of deadlines: a new cluster client's first call (TLS handshakes, the
+    # topology, redis-py reading the whole COMMAND table) took over 1 s in a busy run.
+    store = RedisStore(tls_cluster.url, timeout=5.0)
+    app = broker(http_client=upstream_client, store=store, max_concurrent_calls=1)
+    try:
+        async with client_for(app, "u1") as client:
+            started = await client.post(START, json={})
+            assert started.status_code == 201, started.text
+            assert (await client.post(START, json={})).status_code == 429
+            token = started.json()["end_token"]
+            assert (await client.post(END, json={"end_token": token})).status_code == 200
+            assert (await client.post(START, json={})).status_code == 201
+    finally:
+        await store.aclose()
+    untrusted = RedisStore(tls_cluster.url.split("?")[0], timeout=1.0)
+    try:
+        with pytest.raises(StoreUnavailable):
+            await untrusted.hit("k", 1, 60)
+    finally:
+        await untrusted.aclose()
