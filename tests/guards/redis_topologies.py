@@ -197,9 +197,11 @@ class Cluster:
 class SentinelSet:
     """One master, one replica and three sentinels (quorum 2) watching ``SERVICE``."""
 
-    def __init__(self, binary: str, root: Path) -> None:
+    def __init__(self, binary: str, root: Path, server_args: list[str] | None = None) -> None:
         self.binary = binary
         self.root = root
+        #: More options for the master and the replica (``--min-replicas-to-write 1``…).
+        self.server_args = server_args or []
         self.servers: list[RedisServer] = []
         self.sentinels: list[RedisServer] = []
 
@@ -227,10 +229,11 @@ class SentinelSet:
     def start(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            master = started_server(self.binary)
+            master = started_server(self.binary, args=self.server_args)
             self.servers.append(master)
             replica = started_server(
-                self.binary, args=["--replicaof", "127.0.0.1", str(master.port)]
+                self.binary,
+                args=[*self.server_args, "--replicaof", "127.0.0.1", str(master.port)],
             )
             self.servers.append(replica)
             wait_until(

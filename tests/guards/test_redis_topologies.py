@@ -5,6 +5,7 @@ URLs that pick a topology."""
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import logging
 import time
@@ -21,7 +22,8 @@ from oneinbox_asgi.stores.redis_connect import parse, redacted
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..support import END, START, broker, client_for, error_code
-from .redis_topologies import Cluster, SentinelSet
+from .redis_server import command
+from .redis_topologies import SERVICE, Cluster, SentinelSet
 
 CAP = 2
 USERS = 8
@@ -299,3 +301,43 @@ async def test_a_tls_cluster(
             await untrusted.hit("k", 1, 60)
     finally:
         await untrusted.aclose()
+
+
+@pytest.mark.redis
+@pytest.mark.slow
+@pytest.mark.anyio
+@LEAKS_UNDER_FAILURE
+async def test_after_a_sentinel_failover_with_the_old_master_up_writes_follow_within_seconds(
+    own_sentinel: SentinelSet,
+) -> None:
+    """SENTINEL FAILOVER leaves the old master up (as a partition would): redis-py alone
+    keeps writing on its pooled connections to it until the sentinels demote it, 8 s or
+    more later, and those writes are lost. The store asks the sentinels every second and
+    drops connections to a master they no longer name."""
+    store = RedisStore(own_sentinel.url, timeout=0.5)
+    old = own_sentinel.master_port()
+    try:
+        assert await store.acquire("probe", "before", 10_000, 600)
+        assert (
+            command(own_sentinel.sentinels[0].port, "SENTINEL", "FAILOVER", SERVICE)[:3] == b"+OK"
+        )
+        began = time.monotonic()
+        while own_sentinel.master_port() == old:  # the sentinels switch to the replica
+            assert time.monotonic() - began < RECOVERY_BOUND, "no switch"
+            await anyio.sleep(0.05)
+        switched = time.monotonic()
+        new = own_sentinel.master_port()
+        i = 0
+        while True:  # writes reach the new master
+            i += 1
+            with contextlib.suppress(StoreUnavailable):
+                await store.acquire("probe", f"after-{i}", 10_000, 600)
+                key = "{oneinbox-asgi}slots:probe"
+                if not command(new, "ZSCORE", key, f"after-{i}").startswith((b"$-1", b"_")):
+                    break
+            assert time.monotonic() - switched < 3.0, "still writing to the old master"
+            await anyio.sleep(0.05)
+        print(f"writes on the new master {time.monotonic() - switched:.2f} s after the switch")
+    finally:
+        await store.aclose()
+        gc.collect()
