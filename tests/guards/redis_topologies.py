@@ -229,11 +229,22 @@ class SentinelSet:
     def start(self) -> None:
         try:
             self.root.mkdir(parents=True, exist_ok=True)
-            master = started_server(self.binary, args=self.server_args)
+            # A replica writes what it receives (dump.rdb) to its directory: a tmp one each.
+            places = [self.root / "server-0", self.root / "server-1"]
+            for place in places:
+                place.mkdir(exist_ok=True)
+            master = started_server(self.binary, args=["--dir", str(places[0]), *self.server_args])
             self.servers.append(master)
             replica = started_server(
                 self.binary,
-                args=[*self.server_args, "--replicaof", "127.0.0.1", str(master.port)],
+                args=[
+                    "--dir",
+                    str(places[1]),
+                    *self.server_args,
+                    "--replicaof",
+                    "127.0.0.1",
+                    str(master.port),
+                ],
             )
             self.servers.append(replica)
             wait_until(
@@ -249,7 +260,9 @@ class SentinelSet:
                     f"sentinel parallel-syncs {SERVICE} 1\n"
                 )
                 self.sentinels.append(
-                    started_server(self.binary, config=str(config), args=["--sentinel"])
+                    started_server(
+                        self.binary, config=str(config), args=["--sentinel"], cwd=str(self.root)
+                    )
                 )
             self.wait_ready()
         except BaseException:
