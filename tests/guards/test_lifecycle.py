@@ -255,7 +255,10 @@ async def test_a_webhook_verifier_refuses_what_it_does_not_sign(
 
 
 async def test_a_call_past_max_call_seconds_is_stopped_at_oneinbox_once(
-    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, make_store: StoreFactory
+    oneinbox: EmulatorAPI,
+    upstream_client: httpx.AsyncClient,
+    make_store: StoreFactory,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = FakeClock()
     ended = Heard()
@@ -265,6 +268,9 @@ async def test_a_call_past_max_call_seconds_is_stopped_at_oneinbox_once(
         max_call_seconds=60,
         on_call_ended=ended,
     )
+    # The test drives the reaper by hand: without a lifespan the middleware would start its
+    # own at the first request, whose first tick could take the "reaper" claim at any time.
+    monkeypatch.setattr(app, "_start_without_lifespan", lambda: None)
     lifecycle = app.broker.lifecycle
     assert lifecycle is not None
     async with client_for(app, "u1") as client:

@@ -71,9 +71,12 @@ def replica(env: dict[str, str], log: Path, timeout: float = 15.0) -> Iterator[s
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("topology", ["redis_url", "sentinel_url", "cluster_url"])
 async def test_two_replica_processes_share_one_budget(
-    oneinbox: EmulatorAPI, redis_url: str, tmp_path: Path
+    oneinbox: EmulatorAPI, topology: str, request: pytest.FixtureRequest, tmp_path: Path
 ) -> None:
+    """On one Redis, through Sentinel and on a Redis Cluster alike."""
+    redis_url = request.getfixturevalue(topology)
     with ExitStack() as stack:
         upstream = stack.enter_context(serve(oneinbox))
         env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES}
@@ -116,14 +119,14 @@ async def test_two_replica_processes_share_one_budget(
             oneinbox.misbehave(delay=0.3)  # every create is slow, so the whole burst overlaps
             with anyio.fail_after(30):
                 async with anyio.create_task_group() as tasks:
-                    for i in range(50):
+                    for i in range(100):
                         tasks.start_soon(one, i)
             tally = Counter((status, code) for _, status, code in results)
             per_replica = Counter(which for which, _, _ in results)
-            print(f"two replicas on Redis, 50 concurrent, cap 3: {dict(tally)}")
+            print(f"two replicas on {topology}, 100 concurrent, cap 3: {dict(tally)}")
             replica_logs = "\n".join(log.read_text()[-3000:] for log in logs)
-            assert per_replica == {0: 25, 1: 25}
-            assert tally == {(201, "created"): 3, (429, "too_many_calls"): 47}, replica_logs
+            assert per_replica == {0: 50, 1: 50}
+            assert tally == {(201, "created"): 3, (429, "too_many_calls"): 97}, replica_logs
             assert creates(oneinbox) == 3
 
             # A handle from one replica ends the call on the other, freeing the shared slot.

@@ -98,3 +98,15 @@ def test_without_redis_server_the_tests_skip_saying_why_or_fail_in_ci(
     monkeypatch.setenv(redis_server.REQUIRE_ENV, "1")
     with pytest.raises(pytest.fail.Exception, match="ONEINBOX_REQUIRE_REDIS=1 but"):
         redis_server.require_redis()
+
+
+def test_without_valkey_server_the_valkey_tests_skip_or_fail_in_ci(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(redis_server, "valkey_server_binary", lambda: None)
+    monkeypatch.delenv(redis_server.REQUIRE_ENV, raising=False)
+    with pytest.raises(pytest.skip.Exception, match="no valkey-server"):
+        redis_server.require_valkey()
+    monkeypatch.setenv(redis_server.REQUIRE_ENV, "1")
+    with pytest.raises(pytest.fail.Exception, match="the Valkey tests cannot run"):
+        redis_server.require_valkey()
