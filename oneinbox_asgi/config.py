@@ -53,6 +53,8 @@ class Options(TypedDict, total=False):
     session: SessionReader | None
     timeout: float
     http_client: httpx.AsyncClient | None
+    tracer_provider: Any
+    meter_provider: Any
     trusted_origins: Collection[str]
     trusted_proxies: Collection[str]
     ipv6_subnet: int
@@ -76,6 +78,9 @@ class Settings:
     timeout: float
     #: An injected client's transport; None: our own pooled one.
     transport: Transport | None
+    #: OpenTelemetry providers to report to; None: the global ones (telemetry.py).
+    tracer_provider: Any
+    meter_provider: Any
     agent_id: str | None
     agents: Mapping[str, str]
     authorize: Hook
@@ -122,6 +127,8 @@ class Settings:
         session: SessionReader | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
         trusted_origins: Collection[str] = (),
         trusted_proxies: Collection[str] = (),
         ipv6_subnet: int = DEFAULT_IPV6_SUBNET,
@@ -160,6 +167,8 @@ class Settings:
             "base_url": _base_url(base_url),
             "timeout": positive_seconds("timeout", timeout),
             "transport": None if http_client is None else HttpxTransport(http_client),
+            "tracer_provider": _provider("tracer_provider", tracer_provider, "get_tracer"),
+            "meter_provider": _provider("meter_provider", meter_provider, "get_meter"),
             "agent_id": default_agent or None,
             "agents": agents_by_name,
             "authorize": _required_hook("authorize", authorize),
@@ -202,6 +211,16 @@ class Settings:
                 f"{type(opened).__name__} is a LimitStore without the CallLedger methods"
             )
         return cls(store=opened, owns_store=owned, **checked)
+
+
+def _provider(name: str, value: Any, method: str) -> Any:
+    """An OpenTelemetry provider (anything with ``method``), or None for the global one."""
+    if value is not None and not callable(getattr(value, method, None)):
+        raise ConfigurationError(
+            f"{name} must be an OpenTelemetry {name.replace('_', ' ')} (with {method}()), "
+            f"or None for the global one, not {value!r}"
+        )
+    return value
 
 
 def _flag(name: str, value: Any) -> bool:

@@ -122,7 +122,8 @@ class OneInboxMiddleware:
                         await _preflight(send, origin)
                         return
                     send = _with_cors(send, origin)
-            await endpoint(scope, receive, send)
+            with self.broker.telemetry.serving(route, scope):
+                await endpoint(scope, receive, send)
             return
         if "/" not in route and route:  # a widget file (the responder answers 404/405 itself)
             await self.assets(scope, receive, send, route)
