@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
 
 import pytest
 
@@ -8,8 +8,7 @@ from .support import Otel
 
 
 @pytest.fixture
-def otel() -> Iterator[Otel]:
+async def otel() -> AsyncIterator[Otel]:
     made = Otel()
     yield made
-    made.tracer_provider.shutdown()
-    made.meter_provider.shutdown()
+    await made.shut()

@@ -3,6 +3,8 @@ to the middleware as ``tracer_provider=`` / ``meter_provider=`` (no global state
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -11,6 +13,20 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+from oneinbox_asgi import OneInboxMiddleware
+
+from ..support import broker
+
+
+async def shut(app: Any) -> None:
+    """Stop the background work a first request started (no lifespan in these tests),
+    and wait for it: with a meter provider the broker fetches ended calls' records."""
+    task = app._detached
+    await app.aclose()
+    if task is not None:
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
 
 
 class Otel:
@@ -22,6 +38,19 @@ class Otel:
         self.tracer_provider.add_span_processor(SimpleSpanProcessor(self.exporter))
         self.reader = InMemoryMetricReader()
         self.meter_provider = MeterProvider(metric_readers=[self.reader])
+        self.apps: list[OneInboxMiddleware] = []
+
+    def broker(self, **options: Any) -> OneInboxMiddleware:
+        """``support.broker`` reporting to these providers; shut by the fixture."""
+        app = broker(**options, **self.options())
+        self.apps.append(app)
+        return app
+
+    async def shut(self) -> None:
+        for app in self.apps:
+            await shut(app)
+        self.tracer_provider.shutdown()
+        self.meter_provider.shutdown()
 
     def options(self) -> dict[str, Any]:
         return {"tracer_provider": self.tracer_provider, "meter_provider": self.meter_provider}

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.anyio
 async def test_a_started_call_is_a_route_span_with_a_client_span_to_oneinbox(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, otel: Otel
 ) -> None:
-    app = broker(http_client=upstream_client, agents={"sales": "agt_sales"}, **otel.options())
+    app = otel.broker(http_client=upstream_client, agents={"sales": "agt_sales"})
     async with client_for(app, "u1") as client:
         answer = await client.post(START, json={"agent": "sales"})
     assert answer.status_code == 201, answer.text
@@ -64,7 +64,7 @@ async def test_a_started_call_is_a_route_span_with_a_client_span_to_oneinbox(
 async def test_end_call_and_its_stop_are_spans_with_the_call_id(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, otel: Otel
 ) -> None:
-    app = broker(http_client=upstream_client, **otel.options())
+    app = otel.broker(http_client=upstream_client)
     async with client_for(app, "u1") as client:
         started = (await client.post(START, json={})).json()
         ended = await client.post(END, json={"end_token": started["end_token"]})
@@ -89,7 +89,7 @@ async def test_end_call_and_its_stop_are_spans_with_the_call_id(
 async def test_a_refused_call_is_one_span_with_its_code_and_no_upstream_request(
     upstream_client: httpx.AsyncClient, otel: Otel
 ) -> None:
-    app = broker(http_client=upstream_client, **otel.options())
+    app = otel.broker(http_client=upstream_client)
     async with client_for(app) as client:
         refused = await client.post(START, json={})  # nobody signed in
     assert refused.status_code == 401
@@ -107,7 +107,7 @@ async def test_an_upstream_failure_marks_both_spans_as_errors(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, otel: Otel
 ) -> None:
     oneinbox.misbehave(status=500, body=b'{"detail": "boom"}', times=1)
-    app = broker(http_client=upstream_client, **otel.options())
+    app = otel.broker(http_client=upstream_client)
     async with client_for(app, "u1") as client:
         failed = await client.post(START, json={})
     assert failed.status_code == 502
@@ -127,7 +127,7 @@ async def test_an_upstream_failure_marks_both_spans_as_errors(
 async def test_an_unreachable_oneinbox_is_a_client_span_per_attempt(
     otel: Otel, closed_port: int
 ) -> None:
-    app = broker(base_url=f"http://127.0.0.1:{closed_port}", **otel.options())
+    app = otel.broker(base_url=f"http://127.0.0.1:{closed_port}")
     try:
         async with client_for(app, "u1") as client:
             failed = await client.post(START, json={})
@@ -148,7 +148,7 @@ async def test_an_unreachable_oneinbox_is_a_client_span_per_attempt(
 async def test_ours_is_a_child_of_the_hosts_server_span(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, otel: Otel
 ) -> None:
-    app = broker(http_client=upstream_client, **otel.options())
+    app = otel.broker(http_client=upstream_client)
     host = otel.tracer_provider.get_tracer("host")
     async with client_for(app, "u1") as client:
         with host.start_as_current_span("POST /oneinbox/start-call", kind=SpanKind.SERVER):
