@@ -67,6 +67,7 @@ class Options(TypedDict, total=False):
     on_call_record: EventHook | None
     webhooks: bool
     webhook_verifier: WebhookVerifier | None
+    browser_metrics: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,6 +108,8 @@ class Settings:
     webhooks: bool
     #: ``(headers, raw body) -> bool`` (sync or async): a delivery's signature check.
     webhook_verifier: WebhookVerifier | None
+    #: Whether ``POST {prefix}/metrics`` is mounted for the widget's call figures.
+    browser_metrics: bool
 
     def __repr__(self) -> str:  # never the key
         return f"Settings(prefix={self.prefix!r}, base_url={self.base_url!r})"
@@ -141,6 +144,7 @@ class Settings:
         on_call_record: EventHook | None = None,
         webhooks: bool = False,
         webhook_verifier: WebhookVerifier | None = None,
+        browser_metrics: bool = False,
     ) -> Settings:
         key = api_key if api_key is not None else os.environ.get("ONEINBOX_API_KEY")
         if not key or not isinstance(key, str):
@@ -200,6 +204,7 @@ class Settings:
             "webhook_verifier": hook_or_none(
                 "webhook_verifier", webhook_verifier, "headers and the raw body"
             ),
+            "browser_metrics": _flag("browser_metrics", browser_metrics),
         }
         if checked["webhook_verifier"] is not None and not checked["webhooks"]:
             raise ConfigurationError("webhook_verifier= needs webhooks=True")
