@@ -25,7 +25,7 @@ from opentelemetry.exporter.prometheus import PrometheusMetricReader
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
+from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
 from prometheus_client import start_http_server
 
 
@@ -33,7 +33,8 @@ def set_up_opentelemetry(metrics_host: str, metrics_port: int) -> None:
     """The host's part: an SDK, its exporters, the global providers."""
     resource = Resource.create({"service.name": "oneinbox-demo"})
     tracer_provider = TracerProvider(resource=resource)
-    tracer_provider.add_span_processor(BatchSpanProcessor(ConsoleSpanExporter()))
+    # Each span printed as it ends, for the demo; production exports with a BatchSpanProcessor.
+    tracer_provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
     trace.set_tracer_provider(tracer_provider)
     # Prometheus pulls: the reader answers each scrape from the SDK's current state.
     metrics.set_meter_provider(

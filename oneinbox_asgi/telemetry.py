@@ -434,7 +434,6 @@ class TracedTransport:
     def __init__(self, inner: Transport, telemetry: OpenTelemetry) -> None:
         self.inner = inner
         self.telemetry = telemetry
-        self._prefixes: dict[str, tuple[str, str, int | None]] = {}
 
     async def send(
         self,
@@ -463,13 +462,21 @@ class TracedTransport:
         response: Response | None = None
         error: str | None = None
         try:
-            with otel_trace.use_span(span, record_exception=False, set_status_on_exception=False):
-                if span.get_span_context().is_valid:
-                    headers = dict(headers)
-                    otel_propagate.inject(headers)
+            if not span.get_span_context().is_valid:  # the API's no-op tracer: nothing to send
                 response = await self.inner.send(
                     method, url, headers=headers, body=body, seconds=seconds
                 )
+                return response
+            # Current while it is sent: an instrumented HTTP client's spans are its children.
+            token = otel_context.attach(otel_trace.set_span_in_context(span))
+            try:
+                headers = dict(headers)
+                otel_propagate.inject(headers)  # traceparent (the global propagator)
+                response = await self.inner.send(
+                    method, url, headers=headers, body=body, seconds=seconds
+                )
+            finally:
+                otel_context.detach(token)
             return response
         except TimedOut:
             error = "timeout"

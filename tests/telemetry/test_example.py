@@ -4,6 +4,7 @@ broker's metrics on a Prometheus endpoint, after a call through the real servers
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -82,7 +83,7 @@ def test_the_telemetry_demo_exports_spans_and_prometheus_metrics() -> None:
             assert ended.status_code == 200
         text = scrape(metrics_url, "oneinbox_voice_connect_setup_seconds_count")
     finally:
-        server.terminate()
+        server.send_signal(signal.SIGINT)  # Ctrl-C: the demo stops as it says
         out, err = server.communicate(timeout=20)
     lines = text.splitlines()
 
