@@ -37,6 +37,7 @@ try:
     from opentelemetry import metrics as otel_metrics
     from opentelemetry import propagate as otel_propagate
     from opentelemetry import trace as otel_trace
+    from opentelemetry.metrics import _internal as otel_metrics_state
 except ImportError:  # the [otel] extra is not installed: everything below is a no-op
     otel_trace = None  # type: ignore[assignment]
 
@@ -147,6 +148,9 @@ class OpenTelemetry(Telemetry):
     def __init__(self, *, tracer_provider: Any, meter_provider: Any, prefix: str) -> None:
         self.prefix = prefix
         self._meter_provider = meter_provider
+        #: Providers passed in are always listened to; the global ones once an SDK is set.
+        self._own_tracing = tracer_provider is not None
+        self._own_metering = meter_provider is not None
         version = _version()
         self.tracer = otel_trace.get_tracer(SCOPE, version, tracer_provider=tracer_provider)
         meter = otel_metrics.get_meter(SCOPE, version, meter_provider=meter_provider)
@@ -222,7 +226,21 @@ class OpenTelemetry(Telemetry):
 
     # -- the routes ----------------------------------------------------------------------
 
+    def tracing(self) -> bool:
+        """Whether spans go anywhere: a provider was passed, or a global one was set (the
+        API's proxy then delegates to it). Until then every span would be a no-op, so none
+        is started. One attribute read: this runs several times per request."""
+        return self._own_tracing or getattr(otel_trace, "_TRACER_PROVIDER", True) is not None
+
+    def metering(self) -> bool:
+        """Whether measurements go anywhere (as ``tracing``, for the meter provider)."""
+        return (
+            self._own_metering or getattr(otel_metrics_state, "_METER_PROVIDER", True) is not None
+        )
+
     def serving(self, route: str, scope: Scope) -> AbstractContextManager[object]:
+        if not self.tracing():
+            return _NOTHING
         return self._serving(route, scope)
 
     @contextmanager
@@ -261,9 +279,12 @@ class OpenTelemetry(Telemetry):
             span.end()
 
     def started(self, agent_id: str, agent: str | None, call_id: str, started: float) -> None:
-        attributes = {"oneinbox.agent_id": agent_id}
-        self.calls_started.add(1, attributes)
-        self.create_duration.record(time.perf_counter() - started, attributes)
+        if self.metering():
+            attributes = {"oneinbox.agent_id": agent_id}
+            self.calls_started.add(1, attributes)
+            self.create_duration.record(time.perf_counter() - started, attributes)
+        if not self.tracing():
+            return
         span = otel_trace.get_current_span()
         if span.is_recording():
             span.set_attributes(
@@ -286,6 +307,8 @@ class OpenTelemetry(Telemetry):
         agent_id: str | None = None,
         call_id: str | None = None,
     ) -> None:
+        if not self.tracing():
+            return
         span = otel_trace.get_current_span()
         if span.is_recording():
             span.set_attributes(
@@ -307,14 +330,17 @@ class OpenTelemetry(Telemetry):
         agent_id: str | None = None,
         call_id: str | None = None,
     ) -> None:
-        self.refusals.add(
-            1,
-            {
-                "oneinbox.route": route,
-                "oneinbox.error.code": error.code,
-                "oneinbox.scope": refusal_scope(error),
-            },
-        )
+        if self.metering():
+            self.refusals.add(
+                1,
+                {
+                    "oneinbox.route": route,
+                    "oneinbox.error.code": error.code,
+                    "oneinbox.scope": refusal_scope(error),
+                },
+            )
+        if not self.tracing():
+            return
         span = otel_trace.get_current_span()
         if span.is_recording():
             span.set_attributes(
@@ -336,15 +362,20 @@ class OpenTelemetry(Telemetry):
     # -- the lifecycle -------------------------------------------------------------------
 
     def call_recorded(self, agent_id: str) -> None:
-        self.calls_live.add(1, {"oneinbox.agent_id": agent_id})
+        if self.metering():
+            self.calls_live.add(1, {"oneinbox.agent_id": agent_id})
 
     def call_ended(self, event: CallEvent) -> None:
-        attributes = {"oneinbox.agent_id": event.agent_id}
-        self.calls_live.add(-1, attributes)
-        if event.duration is not None:
-            self.call_duration.record(
-                event.duration, {**attributes, "oneinbox.ended_by": event.ended_by or "unknown"}
-            )
+        if self.metering():
+            attributes = {"oneinbox.agent_id": event.agent_id}
+            self.calls_live.add(-1, attributes)
+            if event.duration is not None:
+                ended_by = event.ended_by or "unknown"
+                self.call_duration.record(
+                    event.duration, {**attributes, "oneinbox.ended_by": ended_by}
+                )
+        if not self.tracing():
+            return
         span = otel_trace.get_current_span()
         if span.is_recording():
             span.add_event(
@@ -374,10 +405,14 @@ class OpenTelemetry(Telemetry):
                 _observe_ms(histogram, connect.get(step), attributes)
 
     def wants_records(self) -> bool:
+        if not self.metering():
+            return False
         provider = self._meter_provider or otel_metrics.get_meter_provider()
         return type(provider).__name__ not in ("_ProxyMeterProvider", "NoOpMeterProvider")
 
     def browser(self, figures: Mapping[str, float], agent_id: str | None) -> None:
+        if not self.metering():
+            return
         attributes = _present({"oneinbox.agent_id": agent_id})
         for name, value in figures.items():
             histogram = self.browser_figures.get(name)
@@ -444,6 +479,10 @@ class TracedTransport:
         body: bytes | None,
         seconds: float,
     ) -> Response:
+        telemetry = self.telemetry
+        tracing, metering = telemetry.tracing(), telemetry.metering()
+        if not (tracing or metering):  # the API alone: no SDK listens
+            return await self.inner.send(method, url, headers=headers, body=body, seconds=seconds)
         full, host, port, path = safe_url(url)
         template = url_template(path)
         attributes: dict[str, Any] = {
@@ -453,10 +492,14 @@ class TracedTransport:
         }
         if port is not None:
             attributes["server.port"] = port
-        span = self.telemetry.tracer.start_span(
-            f"{method} {template}",
-            kind=otel_trace.SpanKind.CLIENT,
-            attributes={**attributes, "url.full": full},
+        span = (
+            telemetry.tracer.start_span(
+                f"{method} {template}",
+                kind=otel_trace.SpanKind.CLIENT,
+                attributes={**attributes, "url.full": full},
+            )
+            if tracing
+            else otel_trace.INVALID_SPAN
         )
         started = time.perf_counter()
         response: Response | None = None
@@ -497,7 +540,8 @@ class TracedTransport:
                     error = str(response.status)
             if error is not None:
                 attributes["error.type"] = error
-            self.telemetry.upstream_duration.record(time.perf_counter() - started, attributes)
+            if metering:
+                telemetry.upstream_duration.record(time.perf_counter() - started, attributes)
             if span.is_recording():
                 if response is not None:
                     span.set_attribute("http.response.status_code", response.status)
@@ -557,6 +601,8 @@ def _timed(name: str) -> Any:
 
     async def forward(self: WatchedStore, *args: Any, **kwargs: Any) -> Any:
         telemetry: OpenTelemetry = self.__dict__["_telemetry"]
+        if not telemetry.metering():
+            return await getattr(self.__dict__["_inner"], name)(*args, **kwargs)
         started = time.perf_counter()
         try:
             return await getattr(self.__dict__["_inner"], name)(*args, **kwargs)
