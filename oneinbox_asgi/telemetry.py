@@ -18,7 +18,7 @@ from __future__ import annotations
 import importlib.metadata
 import re
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Awaitable, Coroutine, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
@@ -470,7 +470,7 @@ class TracedTransport:
         self.inner = inner
         self.telemetry = telemetry
 
-    async def send(
+    def send(
         self,
         method: str,
         url: str,
@@ -478,11 +478,26 @@ class TracedTransport:
         headers: Mapping[str, str],
         body: bytes | None,
         seconds: float,
-    ) -> Response:
+    ) -> Coroutine[Any, Any, Response]:
+        """The inner transport's own coroutine while no SDK listens (not even a frame of
+        ours in between), else the traced exchange."""
         telemetry = self.telemetry
         tracing, metering = telemetry.tracing(), telemetry.metering()
-        if not (tracing or metering):  # the API alone: no SDK listens
-            return await self.inner.send(method, url, headers=headers, body=body, seconds=seconds)
+        if not (tracing or metering):
+            return self.inner.send(method, url, headers=headers, body=body, seconds=seconds)
+        return self._traced(method, url, headers, body, seconds, tracing, metering)
+
+    async def _traced(
+        self,
+        method: str,
+        url: str,
+        headers: Mapping[str, str],
+        body: bytes | None,
+        seconds: float,
+        tracing: bool,
+        metering: bool,
+    ) -> Response:
+        telemetry = self.telemetry
         full, host, port, path = safe_url(url)
         template = url_template(path)
         attributes: dict[str, Any] = {
@@ -568,7 +583,7 @@ def _watched_class(store_type: type) -> type:
     namespace: dict[str, Any] = {}
     for name, member in inspect.getmembers(store_type):
         if not name.startswith("_") and inspect.iscoroutinefunction(member):
-            namespace[name] = _timed(name)
+            namespace[name] = _timed(name)  # a plain function returning an awaitable
     made = type(f"Watched{store_type.__name__}", (WatchedStore,), namespace)
     _WATCHED[store_type] = made
     return made
@@ -599,13 +614,18 @@ class WatchedStore:
 def _timed(name: str) -> Any:
     attributes = {"oneinbox.store.operation": name}
 
-    async def forward(self: WatchedStore, *args: Any, **kwargs: Any) -> Any:
+    def forward(self: WatchedStore, *args: Any, **kwargs: Any) -> Awaitable[Any]:
+        # The store's own awaitable while no SDK listens; else it, timed when awaited.
+        operation = getattr(self.__dict__["_inner"], name)(*args, **kwargs)
         telemetry: OpenTelemetry = self.__dict__["_telemetry"]
         if not telemetry.metering():
-            return await getattr(self.__dict__["_inner"], name)(*args, **kwargs)
+            return operation  # type: ignore[no-any-return]
+        return timed(telemetry, operation)
+
+    async def timed(telemetry: OpenTelemetry, operation: Awaitable[Any]) -> Any:
         started = time.perf_counter()
         try:
-            return await getattr(self.__dict__["_inner"], name)(*args, **kwargs)
+            return await operation
         except StoreUnavailable:
             telemetry.store_outages.add(1, attributes)
             raise
