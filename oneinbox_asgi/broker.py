@@ -45,13 +45,24 @@ class Broker:
             transport=settings.transport,
             telemetry=telemetry,
         )
+        limits = Limits(
+            store,
+            rate=settings.rate,
+            max_concurrent_calls=settings.max_concurrent_calls,
+            max_call_seconds=settings.max_call_seconds,
+            caller_budget=settings.caller_budget,
+            tenant_budget=settings.tenant_budget,
+            global_budget=settings.global_budget,
+            alert_threshold=settings.budget_alert_threshold,
+            on_budget_alert=settings.on_budget_alert,
+        )
         lifecycle = None
         if isinstance(store, CallLedger):
             lifecycle = Lifecycle(
                 ledger=store,
                 clock=store.clock,
                 upstream=upstream,
-                max_call_seconds=settings.max_call_seconds,
+                limits=limits,
                 on_call_ended=settings.on_call_ended,
                 on_call_record=settings.on_call_record,
                 telemetry=telemetry,
@@ -64,12 +75,7 @@ class Broker:
             client_address=ClientAddress(
                 settings.trusted_proxies, ipv6_subnet=settings.ipv6_subnet
             ),
-            limits=Limits(
-                store,
-                rate=settings.rate,
-                max_concurrent_calls=settings.max_concurrent_calls,
-                max_call_seconds=settings.max_call_seconds,
-            ),
+            limits=limits,
             # The store's clock: a handle ends when its slot's lease does.
             handles=HandleSigner(settings.api_key, clock=store.clock),
             telemetry=telemetry,

@@ -14,6 +14,7 @@ and IPv4-mapped IPv6 ones (``::ffff:a.b.c.d``), are limited per address.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 from collections.abc import Iterable
 
@@ -26,6 +27,7 @@ MAX_ADDRESS_CHARS = 64
 DEFAULT_IPV6_SUBNET = 64
 
 
+@functools.lru_cache(maxsize=4096)  # the same few addresses (and proxies) again and again
 def _parse_ip(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     text = text.strip()
     if text.startswith("["):  # [v6]:port

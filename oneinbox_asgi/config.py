@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from collections.abc import Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Any, Required, TypedDict
 from urllib.parse import urlsplit
@@ -19,10 +19,10 @@ import httpx
 from .checks import hook_or_none, positive_int_or_none, positive_seconds, strings
 from .client_address import DEFAULT_IPV6_SUBNET, Network
 from .errors import ConfigurationError
-from .guards.limits import RateLimit
+from .guards.limits import Budget, BudgetAlert, RateLimit
 from .hooks import EventHook, Hook, WebhookVerifier
 from .sessions import SessionReader
-from .stores.base import CallLedger, LimitStore
+from .stores.base import BudgetStore, CallLedger, LimitStore
 from .transport import Transport
 from .transport.httpx_transport import HttpxTransport
 from .upstream import DEFAULT_BASE_URL
@@ -32,6 +32,7 @@ DEFAULT_TIMEOUT = 10.0
 DEFAULT_RATE_LIMIT = "5/minute"
 DEFAULT_MAX_CONCURRENT_CALLS = 1
 DEFAULT_MAX_CALL_SECONDS = 900.0
+DEFAULT_ALERT_THRESHOLD = 0.8
 REDIS_URL_ENV = "ONEINBOX_REDIS_URL"
 REDIS_SCHEMES = ("redis://", "rediss://", "unix://")
 #: Marks ``authorize`` as not passed (None is refused with the same message).
@@ -67,6 +68,12 @@ class Options(TypedDict, total=False):
     on_call_record: EventHook | None
     webhooks: bool
     webhook_verifier: WebhookVerifier | None
+    tenant: Hook | None
+    caller_budget: Budget | None
+    tenant_budget: Budget | None
+    global_budget: Budget | None
+    budget_alert_threshold: float
+    on_budget_alert: Callable[[BudgetAlert], Any] | None
     browser_metrics: bool
 
 
@@ -108,6 +115,15 @@ class Settings:
     webhooks: bool
     #: ``(headers, raw body) -> bool`` (sync or async): a delivery's signature check.
     webhook_verifier: WebhookVerifier | None
+    #: ``(CallRequest) -> str | None``: the team, customer or service a call counts for.
+    tenant: Hook | None
+    #: The caller's daily budgets; each tenant's limits; everyone's limits.
+    caller_budget: Budget | None
+    tenant_budget: Budget | None
+    global_budget: Budget | None
+    #: The share of a daily budget at which ``on_budget_alert`` first fires.
+    budget_alert_threshold: float
+    on_budget_alert: Callable[[BudgetAlert], Any] | None
     #: Whether ``POST {prefix}/metrics`` is mounted for the widget's call figures.
     browser_metrics: bool
 
@@ -144,6 +160,12 @@ class Settings:
         on_call_record: EventHook | None = None,
         webhooks: bool = False,
         webhook_verifier: WebhookVerifier | None = None,
+        tenant: Hook | None = None,
+        caller_budget: Budget | None = None,
+        tenant_budget: Budget | None = None,
+        global_budget: Budget | None = None,
+        budget_alert_threshold: float = DEFAULT_ALERT_THRESHOLD,
+        on_budget_alert: Callable[[BudgetAlert], Any] | None = None,
         browser_metrics: bool = False,
     ) -> Settings:
         key = api_key if api_key is not None else os.environ.get("ONEINBOX_API_KEY")
@@ -208,8 +230,28 @@ class Settings:
         }
         if checked["webhook_verifier"] is not None and not checked["webhooks"]:
             raise ConfigurationError("webhook_verifier= needs webhooks=True")
+        checked.update(
+            tenant=hook_or_none("tenant", tenant),
+            caller_budget=_budget("caller_budget", caller_budget, daily_only=True),
+            tenant_budget=_budget("tenant_budget", tenant_budget),
+            global_budget=_budget("global_budget", global_budget),
+            budget_alert_threshold=_share("budget_alert_threshold", budget_alert_threshold),
+            on_budget_alert=hook_or_none("on_budget_alert", on_budget_alert, "BudgetAlert"),
+        )
+        if checked["tenant_budget"] is not None and checked["tenant"] is None:
+            raise ConfigurationError(
+                "tenant_budget= needs tenant=: a hook naming the tenant of a CallRequest"
+            )
+        budgets = ("caller_budget", "tenant_budget", "global_budget")
         # Last: a store made from a URL must not be left open by a later failed check.
         opened, owned = open_store(store)
+        if any(checked[name] is not None for name in budgets) and not isinstance(
+            opened, BudgetStore
+        ):
+            raise ConfigurationError(
+                "tenant, global and daily budgets need a store that keeps them (MemoryStore, "
+                f"RedisStore); {type(opened).__name__} is a LimitStore without them"
+            )
         if checked["webhooks"] and not isinstance(opened, CallLedger):
             raise ConfigurationError(
                 "webhooks=True needs a store that keeps calls (MemoryStore, RedisStore); "
@@ -226,6 +268,27 @@ def _provider(name: str, value: Any, method: str) -> Any:
             f"or None for the global one, not {value!r}"
         )
     return value
+
+
+def _budget(name: str, value: Any, *, daily_only: bool = False) -> Budget | None:
+    if value is None:
+        return None
+    if not isinstance(value, Budget):
+        raise ConfigurationError(
+            f"{name} must be a oneinbox_asgi.guards.Budget(...), not {value!r:.60}"
+        )
+    if daily_only and (value.rate_limit is not None or value.max_concurrent_calls is not None):
+        raise ConfigurationError(
+            f"{name} sets only calls_per_day and minutes_per_day: the caller's rate and cap "
+            "are rate_limit= and max_concurrent_calls="
+        )
+    return value
+
+
+def _share(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= 1:
+        raise ConfigurationError(f"{name} must be a share above 0 and at most 1, not {value!r}")
+    return float(value)
 
 
 def _flag(name: str, value: Any) -> bool:

@@ -30,6 +30,13 @@ STATUS: dict[str, int] = {
     "unsupported_media_type": 415,
     "rate_limited": 429,
     "too_many_calls": 429,
+    "daily_limit_reached": 429,
+    "tenant_rate_limited": 429,
+    "tenant_busy": 429,
+    "tenant_budget_exhausted": 429,
+    "service_busy": 503,
+    "service_budget_exhausted": 503,
+    "calls_paused": 503,
     "internal_error": 500,
     "upstream_auth": 502,
     "upstream_agent_not_found": 502,
@@ -70,6 +77,8 @@ class CallError(Exception):
         self.retry_after = retry_after
         self.allow = tuple(allow)
         self.reason = reason
+        #: The budget scope that refused (``caller``, ``tenant``, ``global``), for limits.
+        self.scope: str | None = None
         self.close_connection = close_connection
 
     def __repr__(self) -> str:

@@ -23,8 +23,9 @@ import anyio
 from anyio.streams.memory import MemoryObjectReceiveStream, MemoryObjectSendStream
 
 from .context import CallEvent
+from .guards.limits import Limits
 from .hooks import EventHook, run_event_hook
-from .stores.base import CallEntry, CallLedger, Ended, StoreUnavailable, now_ms
+from .stores.base import CallEntry, CallLedger, Ended, StoreUnavailable
 from .telemetry import OFF, Telemetry
 from .upstream import OneInboxClient, UpstreamError
 
@@ -66,7 +67,7 @@ class Lifecycle:
         ledger: CallLedger,
         clock: Callable[[], float],
         upstream: OneInboxClient,
-        max_call_seconds: float,
+        limits: Limits,
         on_call_ended: EventHook | None,
         on_call_record: EventHook | None,
         telemetry: Telemetry = OFF,
@@ -74,7 +75,8 @@ class Lifecycle:
         self.ledger = ledger
         self.clock = clock
         self.upstream = upstream
-        self.max_call_seconds = max_call_seconds
+        self.limits = limits
+        max_call_seconds = limits.max_call_seconds
         self.on_call_ended = on_call_ended
         self.on_call_record = on_call_record
         self.telemetry = telemetry
@@ -94,10 +96,18 @@ class Lifecycle:
     ) -> bool:
         """Report that a call ended; True if this report was the first (the host is told)."""
         reason = _text(record.get("end_reason")) if record else None
-        ended = await self.ledger.finish(call_id, now_ms(self.clock), reason or ended_by)
+        ended = await self.ledger.finish(call_id, await self.limits.now_ms(), reason or ended_by)
         if ended is None:
             return False
         event = self._event(ended, ended_by=ended_by, reason=reason, record=record)
+        entry = ended.entry
+        try:
+            await self.limits.count_minutes(
+                self.limits.rules(entry.limit_key, entry.tenant),
+                round((event.duration or 0.0) * 1000),
+            )
+        except StoreUnavailable as exc:
+            logger.warning("call %s's minutes not counted: %s", call_id, exc)
         if caller is not None:  # the live caller object, not its JSON form
             event = _replace(event, caller=caller)
         self.telemetry.call_ended(event)
@@ -259,7 +269,7 @@ class Lifecycle:
         if not await self.ledger.claim("reaper", self.reap_every * 2):
             return 0
         reaped = 0
-        for call_id in await self.ledger.due_calls(now_ms(self.clock), REAP_BATCH):
+        for call_id in await self.ledger.due_calls(await self.limits.now_ms(), REAP_BATCH):
             try:
                 record = await self.upstream.get_call(call_id)
                 if not is_terminal(record):

@@ -21,7 +21,21 @@ from .errors import bad_request
 
 MAX_BODY_BYTES = 16 * 1024
 MAX_CLIENT_VARIABLE_CHARS = 500
-START_FIELDS = frozenset({"agent", "variables"})
+#: LiveKit's standard token-endpoint request (every LiveKit client SDK's endpoint token
+#: source sends it, snake_case): the agent may be picked through ``room_config``; the rest
+#: names what only the server decides here, so it is refused (LiveKit: "if a given field
+#: shouldn't be configurable, return a corresponding 4xx status code").
+LIVEKIT_FIELDS = frozenset(
+    {
+        "room_name",
+        "participant_identity",
+        "participant_name",
+        "participant_metadata",
+        "participant_attributes",
+        "room_config",
+    }
+)
+START_FIELDS = frozenset({"agent", "variables"}) | LIVEKIT_FIELDS
 END_FIELDS = frozenset({"end_token"})
 #: Nesting of a hook's value sent upstream; deeper is a mistake, not data.
 MAX_HOOK_DEPTH = 32
@@ -83,6 +97,31 @@ def pick_agent(default: str | None, agents: Mapping[str, str], name: Any) -> str
     if agent_id is None:
         raise bad_request(f"Unknown agent {name[:40]!r}.")
     return agent_id
+
+
+def requested_agent(body: Mapping[str, Any]) -> Any:
+    """The agent name a start-call asks for: ``agent``, or LiveKit's
+    ``room_config.agents[0].agent_name``; every other LiveKit field is refused."""
+    for field in sorted(LIVEKIT_FIELDS - {"room_config"}):
+        if field in body:
+            raise bad_request(f"`{field}` is decided by the server and may not be set here.")
+    config = body.get("room_config")
+    if config is None:
+        return body.get("agent")
+    if not isinstance(config, dict) or set(config) - {"agents"}:
+        raise bad_request("`room_config` may only name the agent (`agents[0].agent_name`).")
+    agents = config.get("agents", [])
+    if not isinstance(agents, list) or len(agents) > 1:
+        raise bad_request("`room_config.agents` may name one agent.")
+    if not agents:
+        return body.get("agent")
+    dispatch = agents[0]
+    if not isinstance(dispatch, dict) or set(dispatch) - {"agent_name", "agentName"}:
+        raise bad_request("`room_config.agents[0]` may only set `agent_name`.")
+    name = dispatch.get("agent_name", dispatch.get("agentName"))
+    if "agent" in body and body["agent"] != name:
+        raise bad_request("`agent` and `room_config` name different agents.")
+    return name
 
 
 def browser_variables(allowed: Collection[str], value: Any) -> dict[str, Any]:

@@ -1,10 +1,14 @@
 """What the tests share: the test key and agent, the routes, clients, the middleware with
-test defaults, and the contract's error shape. Test modules import from here, never from
-each other or from a conftest."""
+test defaults, the contract's error shape, and a few small tools.
+
+Test modules import shared helpers from here (or from their package's own support
+module, for what only that package uses), never from each other or from a conftest,
+whose place is fixtures; tests/structure/test_test_imports.py keeps to that."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
@@ -12,6 +16,8 @@ import httpx
 from starlette.applications import Starlette
 
 from oneinbox_asgi import CallRequest, OneInboxMiddleware
+from oneinbox_asgi.guards import LimitStore
+from oneinbox_emulator.api import EmulatorAPI
 
 API_KEY = "oi_sk_emulator_0123456789abcdef"  # the emulator's default key
 AGENT_ID = "agt_demo"
@@ -21,6 +27,9 @@ WIDGET = "/oneinbox/widget.js"
 BASE_URL = "http://testserver"
 #: Options that switch the per-caller limits off, for tests that are not about them.
 UNLIMITED: dict[str, Any] = {"rate_limit": None, "max_concurrent_calls": None}
+
+#: What the guards' ``make_store`` fixture yields: makes a limit store of the test's kind.
+StoreFactory = Callable[..., LimitStore]
 
 
 class FakeClock:
@@ -86,3 +95,16 @@ def error_code(response: httpx.Response) -> str:
     assert set(body["error"]) == {"code", "message"}, body
     assert body["error"]["message"]
     return str(body["error"]["code"])
+
+
+def creates(oneinbox: EmulatorAPI) -> int:
+    """How many calls the fake OneInbox was asked to create."""
+    return sum(1 for r in oneinbox.received if r.path == "/v1/calls/web")
+
+
+def free_port() -> int:
+    """A loopback port free now (bound, then released; whoever binds it next a moment later
+    has no competition in the tests' private network namespace)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])

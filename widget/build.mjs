@@ -2,7 +2,7 @@
 //
 //   widget.js              the loader (stable name; served with a short cache life)
 //   call-<hash>.js         the call chunk holding livekit-client (content-hashed, immutable)
-//   widget-<hash>.css      the stylesheet, for browsers without adoptedStyleSheets
+//   widget-<hash>.css      both stylesheets, for browsers without adoptedStyleSheets
 //   THIRD_PARTY_LICENSES.txt  licences of the npm packages bundled into the chunk
 //
 // Deterministic: no timestamps, no absolute paths; names derive from content only.
@@ -38,27 +38,33 @@ const hash = (buf, algo = "sha256") => createHash(algo).update(buf).digest();
 const short = (buf) => hash(buf).toString("hex").slice(0, 12);
 const gz = (buf) => gzipSync(buf, { level: 9 }).length;
 
-// 1. The call chunk, first: the loader embeds its name and SRI hash.
+// 1. The stylesheets: widget.css (the loader's, inlined for adoptedStyleSheets) and
+// call.css (the call chunk's, inlined into it). The file, for browsers without
+// adoptedStyleSheets, holds both.
+const minifyCss = async (name) =>
+  (
+    await esbuild.transform(readFileSync(join(here, "src", name), "utf8"), {
+      loader: "css",
+      minify: true,
+      charset: "ascii",
+    })
+  ).code.trim();
+const css = await minifyCss("widget.css");
+const callCss = await minifyCss("call.css");
+const cssBuf = Buffer.from(css + "\n" + callCss + "\n");
+const cssName = `widget-${short(cssBuf)}.css`;
+
+// 2. The call chunk: the loader embeds its name and SRI hash.
 const chunkBuild = await esbuild.build({
   ...common,
   entryPoints: ["src/call.ts"],
   metafile: true,
   outfile: "call.js",
+  define: { ...common.define, __CALL_CSS__: JSON.stringify(callCss) },
 });
 const chunk = Buffer.from(chunkBuild.outputFiles[0].contents);
 const chunkName = `call-${short(chunk)}.js`;
 const chunkSri = `sha384-${hash(chunk, "sha384").toString("base64")}`;
-
-// 2. The stylesheet (inlined into the loader for adoptedStyleSheets, and as a file).
-const css = (
-  await esbuild.transform(readFileSync(join(here, "src", "widget.css"), "utf8"), {
-    loader: "css",
-    minify: true,
-    charset: "ascii",
-  })
-).code.trim();
-const cssBuf = Buffer.from(css + "\n");
-const cssName = `widget-${short(cssBuf)}.css`;
 
 // 3. The loader.
 const loaderBuild = await esbuild.build({
@@ -66,6 +72,9 @@ const loaderBuild = await esbuild.build({
   entryPoints: ["src/loader.ts"],
   metafile: true,
   outfile: "widget.js",
+  // Short names for properties that only the loader uses (never across the chunk
+  // boundary, never public): the 6 KB budget is tight.
+  mangleProps: /^(done|endToken|answer|stream|promise|attempt|session)$/,
   define: {
     ...common.define,
     __CHUNK__: JSON.stringify(chunkName),

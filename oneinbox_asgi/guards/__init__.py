@@ -7,6 +7,16 @@ clock, key prefix or timeout); ``RedisStore`` imports redis-py only when made.
 from ..stores.base import LimitStore, StoreUnavailable
 from ..stores.memory import MemoryStore
 from ..stores.redis import RedisStore
-from .limits import RateLimit
+from .limits import Budget, BudgetAlert, RateLimit
+from .switch import KillSwitch
 
-__all__ = ["LimitStore", "MemoryStore", "RateLimit", "RedisStore", "StoreUnavailable"]
+__all__ = [
+    "Budget",
+    "BudgetAlert",
+    "KillSwitch",
+    "LimitStore",
+    "MemoryStore",
+    "RateLimit",
+    "RedisStore",
+    "StoreUnavailable",
+]

@@ -95,7 +95,9 @@ class HandleSigner:
         payload = _b64(_ENCODE(fields).encode())
         return f"{PREFIX}{payload}.{self._signature(payload)}"
 
-    def open(self, token: Any) -> EndHandle:
+    def open(self, token: Any, *, now_ms: int | None = None) -> EndHandle:
+        """The handle ``token`` names, if it is ours, unchanged and unexpired at ``now_ms``
+        (the store's clock, where its leases are measured; default: ``clock``)."""
         if (
             not isinstance(token, str)
             or len(token) > MAX_HANDLE_CHARS
@@ -121,7 +123,8 @@ class HandleSigner:
         ):
             raise HandleRefused("unknown handle version")
         owner, call_id, agent_id, slot, expires_ms = fields
-        if math.floor(self.clock() * 1000) >= expires_ms:  # the slot's lease is over too
+        now = math.floor(self.clock() * 1000) if now_ms is None else now_ms
+        if now >= expires_ms:  # the slot's lease is over too
             raise HandleRefused("expired")
         return EndHandle(
             owner=owner, call_id=call_id, agent_id=agent_id, slot=slot, expires_ms=expires_ms

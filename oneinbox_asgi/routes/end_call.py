@@ -41,7 +41,7 @@ class EndCall(Route):
             token = body.get("end_token")
             if not isinstance(token, str):
                 raise bad_request("Send the end_token that start-call returned.")
-            handle = self.broker.handles.open(token)
+            handle = self.broker.handles.open(token, now_ms=await self.broker.limits.now_ms())
             # authorize is not shown the handle: hooks may log their request.
             request = await self.identify(scope, client_ip, {}, None)
             key = limit_key(request.caller, client_ip)
@@ -120,7 +120,7 @@ class EndCall(Route):
             first = await broker.limits.give_back(key, Slot(handle.slot, handle.expires_ms))
             if not first:
                 return "already_ended"
-        clock_ms = broker.handles.clock() * 1000
+        clock_ms = await broker.limits.now_ms()
         started_ms = handle.expires_ms - duration_ms(self.settings.max_call_seconds)
         await run_event_hook(
             "on_call_ended",

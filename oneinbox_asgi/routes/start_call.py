@@ -23,13 +23,22 @@ from ..contract import DOMAIN_ERRORS, as_call_error
 from ..errors import CallError
 from ..guards.limits import Slot, limit_key
 from ..hooks import Hook, hook_failed, run_event_hook, run_hook
-from ..payload import START_FIELDS, browser_variables, hook_mapping, json_form, pick_agent
+from ..payload import (
+    START_FIELDS,
+    browser_variables,
+    hook_mapping,
+    json_form,
+    pick_agent,
+    requested_agent,
+)
 from ..responses import send_error, send_json
 from ..stores.base import CallEntry, StoreUnavailable, duration_ms
 from ..upstream import UpstreamError, WebCall
 from .common import Route
 
 logger = logging.getLogger("oneinbox_asgi")
+#: A tenant's name as the limits key it (longer names are cut).
+MAX_TENANT_CHARS = 200
 
 
 class StartCall(Route):
@@ -44,9 +53,10 @@ class StartCall(Route):
             key = limit_key(None, client_ip)  # until authorize says who it is
             body = await self.post_body(scope, receive, START_FIELDS)
             settings = self.settings
-            agent_id = pick_agent(settings.agent_id, settings.agents, body.get("agent"))
+            agent = requested_agent(body)
+            agent_id = pick_agent(settings.agent_id, settings.agents, agent)
             from_browser = browser_variables(settings.client_variables, body.get("variables"))
-            request = await self.identify(scope, client_ip, body, body.get("agent"))
+            request = await self.identify(scope, client_ip, body, agent)
             key = limit_key(request.caller, client_ip)
             answer = await self.start(request, key, agent_id, from_browser)
         except (CallError, *DOMAIN_ERRORS) as exc:
@@ -73,15 +83,14 @@ class StartCall(Route):
         """From an authorized request to the 201 answer."""
         broker = self.broker
         limits = broker.limits
-        await limits.check_rate(key)
-        variables = from_browser | await self._hook_mapping("variables", request)
-        if self.settings.metadata is None:
-            metadata: dict[str, Any] = {"caller": str(request.caller), "path": request.path}
-        else:
-            metadata = await self._hook_mapping("metadata", request)
-
-        slot = await self._take_slot(key)
+        tenant = await self._tenant(request)
+        slot = await self._admit(key, tenant, agent_id)
         try:
+            variables = from_browser | await self._hook_mapping("variables", request)
+            if self.settings.metadata is None:
+                metadata: dict[str, Any] = {"caller": str(request.caller), "path": request.path}
+            else:
+                metadata = await self._hook_mapping("metadata", request)
             call = await broker.upstream.create_web_call(
                 agent_id, variables=variables, metadata=metadata
             )
@@ -89,7 +98,7 @@ class StartCall(Route):
             await limits.give_back(key, slot)
             raise
         lease_ms = duration_ms(self.settings.max_call_seconds)
-        await self._remember(call, request, key, agent_id, slot)
+        await self._remember(call, request, key, agent_id, slot, tenant)
         end_token = broker.handles.issue(
             key, call_id=call.call_id, agent_id=agent_id, slot=slot.id, expires_ms=slot.expires_ms
         )
@@ -108,22 +117,45 @@ class StartCall(Route):
             )
         return _answer(call, end_token)
 
-    async def _take_slot(self, key: str) -> Slot:
-        """A slot, or ``too_many_calls``; at the cap, OneInbox is first asked whether the
-        calls holding the caller's slots have ended (a closed tab never said so)."""
+    async def _tenant(self, request: CallRequest) -> str | None:
+        """The ``tenant`` hook's answer: the team, customer or service the call counts for."""
+        hook = self.settings.tenant
+        if hook is None:
+            return None
+        try:
+            tenant = await run_hook(hook, request)
+            if tenant is not None and (not isinstance(tenant, str) or not tenant):
+                raise TypeError(
+                    f"the tenant hook must return a non-empty str or None, not {tenant!r:.40}"
+                )
+        except Exception as exc:
+            raise hook_failed("tenant") from exc
+        return tenant[:MAX_TENANT_CHARS] if tenant is not None else None
+
+    async def _admit(self, key: str, tenant: str | None, agent_id: str) -> Slot:
+        """Pass every scope's limits (one round trip), or the first refusal; at the caller's
+        cap, OneInbox is first asked whether the calls holding the caller's slots have
+        ended (a closed tab never said so)."""
         limits = self.broker.limits
         lifecycle = self.broker.lifecycle
         try:
-            return await limits.take_slot(key)
+            return await limits.admit(key, tenant=tenant, agent_id=agent_id)
         except CallError as refused:
             if refused.code != "too_many_calls" or lifecycle is None:
                 raise
             if not await lifecycle.reconcile(key):
                 raise
-        return await limits.take_slot(key)
+        # The attempt was counted already: the retry only takes the freed slot.
+        return await limits.admit(key, tenant=tenant, agent_id=agent_id, count_rate=False)
 
     async def _remember(
-        self, call: WebCall, request: CallRequest, key: str, agent_id: str, slot: Slot
+        self,
+        call: WebCall,
+        request: CallRequest,
+        key: str,
+        agent_id: str,
+        slot: Slot,
+        tenant: str | None,
     ) -> None:
         """Note the call in the store, so that any path that sees it end can free its slot
         and tell the host. If the store fails now, the call goes on: its slot's lease
@@ -140,6 +172,7 @@ class StartCall(Route):
             agent=request.agent,
             started_ms=slot.expires_ms - duration_ms(self.settings.max_call_seconds),
             deadline_ms=slot.expires_ms,
+            tenant=tenant,
         )
         try:
             await lifecycle.ledger.record_call(entry)

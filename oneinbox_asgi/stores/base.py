@@ -85,6 +85,26 @@ class CallEntry:
     #: must be over (``max_call_seconds`` later: the slot's lease ends then too).
     started_ms: int
     deadline_ms: int
+    #: The tenant the call counts against (the ``tenant`` hook), if any.
+    tenant: str | None = None
+
+
+def scope_key(scope: str, key: str) -> str:
+    """Where a scope's slots and day live: the caller's limit key as in 0.1 (``id:…``,
+    ``ip:…``), ``tenant:<name>``, ``global``."""
+    if scope == "caller":
+        return key
+    if scope == "tenant":
+        return f"tenant:{key}"
+    return "global"
+
+
+def entry_scope_keys(entry: CallEntry) -> tuple[str, ...]:
+    """Every scope a call holds a slot in (a scope without a cap holds none: no harm)."""
+    keys = [entry.limit_key, "global"]
+    if entry.tenant is not None:
+        keys.insert(1, scope_key("tenant", entry.tenant))
+    return tuple(keys)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,4 +158,108 @@ class CallLedger(Protocol):
 
     async def unclaim(self, name: str) -> None:
         """Give a lease back before it runs out."""
+        ...
+
+
+DAY_MS = 86_400_000
+
+
+@dataclass(frozen=True, slots=True)
+class ScopeRule:
+    """The limits of one scope for one start-call (``None``: no such limit there).
+
+    ``scope`` is ``caller``, ``tenant`` or ``global``; ``key`` names the budget within
+    it (the caller's limit key, the tenant's name, ``all``).
+    """
+
+    scope: str
+    key: str
+    rate: tuple[int, float] | None = None
+    cap: int | None = None
+    calls_per_day: int | None = None
+    minutes_per_day: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Admission:
+    """What ``admit`` decided. Admitted: ``expires_ms`` > 0, when the slot's lease ends.
+
+    Refused: ``refused`` names the scope (an index into the rules) and what refused
+    (``paused``, ``rate``, ``cap``, ``calls``, ``minutes``); ``retry_ms`` is how long
+    until it may pass (0: unknown). ``calls_today`` is each scope's count of admitted
+    calls today after this one (for budget alerts), ``day`` the UTC day number.
+    """
+
+    expires_ms: int
+    refused: tuple[int, str] | None = None
+    retry_ms: int = 0
+    day: int = 0
+    calls_today: tuple[int, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Usage:
+    """One scope's usage: calls live now, calls and call milliseconds on one day, and the
+    daily budgets last applied to it (None: none, or none seen that day)."""
+
+    live: int
+    calls: int
+    milliseconds: int
+    calls_per_day: int | None = None
+    minutes_per_day: float | None = None
+
+
+def pause_target(scope: str, name: str | None = None) -> str:
+    """The kill switch's name for a scope: ``global``, ``tenant:<name>``, ``agent:<id>``."""
+    if scope == "global":
+        return "global"
+    if scope not in ("tenant", "agent") or not name:
+        raise ValueError("pause global, or a tenant or an agent by name")
+    return f"{scope}:{name}"
+
+
+@runtime_checkable
+class BudgetStore(Protocol):
+    """A store that applies every scope's limits in one atomic step per start-call, and
+    keeps the kill switch and the day's usage, shared like the limits."""
+
+    async def admit(
+        self,
+        rules: tuple[ScopeRule, ...],
+        *,
+        slot: str,
+        lease: float,
+        pauses: tuple[str, ...],
+        count_rate: bool = True,
+    ) -> Admission:
+        """Check every scope (the kill switch, then rate, cap, calls and minutes per day)
+        and, only if all pass, count the attempt, take ``slot`` at every capped scope
+        and count the call today; atomically. A refused admission takes nothing (the
+        rate attempts are counted unless ``count_rate`` is False)."""
+        ...
+
+    async def unadmit(self, rules: tuple[ScopeRule, ...], slot: str, day: int) -> None:
+        """Undo an admission whose call was never made: its slots and its count today."""
+        ...
+
+    async def add_minutes(
+        self, rules: tuple[ScopeRule, ...], milliseconds: int, day: int
+    ) -> tuple[int, ...]:
+        """Count an ended call's duration at each scope; each scope's total today (ms)."""
+        ...
+
+    async def usage(self, scope_key: str, day: int) -> Usage:
+        """A scope's live calls (slots held), and its calls and call time on ``day``."""
+        ...
+
+    async def set_paused(self, target: str, paused: bool) -> None:
+        """Switch new calls off (or on again) for a ``pause_target``."""
+        ...
+
+    async def paused(self) -> list[str]:
+        """The targets switched off now."""
+        ...
+
+    async def now_ms(self) -> int:
+        """The store's own clock, in ms (Redis: the server's TIME)."""
         ...

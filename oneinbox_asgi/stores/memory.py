@@ -12,7 +12,20 @@ import threading
 import time
 from collections import deque
 
-from .base import ENDED_MEMORY_SECONDS, CallEntry, Clock, Ended, duration_ms, now_ms
+from .base import (
+    DAY_MS,
+    ENDED_MEMORY_SECONDS,
+    Admission,
+    CallEntry,
+    Clock,
+    Ended,
+    ScopeRule,
+    Usage,
+    duration_ms,
+    entry_scope_keys,
+    now_ms,
+    scope_key,
+)
 
 SWEEP_EVERY_SECONDS = 60.0
 
@@ -33,6 +46,9 @@ class MemoryStore:
         self._ended: dict[str, int] = {}  # call id -> when to forget it ended (ms)
         self._ended_entries: dict[str, CallEntry] = {}
         self._claims: dict[str, int] = {}  # lease name -> when it runs out (ms)
+        self._days: dict[tuple[str, int], list[int]] = {}  # (scope key, day) -> [calls, ms]
+        self._paused: set[str] = set()
+        self._budgets: dict[tuple[str, int], tuple[int | None, float | None]] = {}
         self._next_sweep = clock() + SWEEP_EVERY_SECONDS
 
     def __repr__(self) -> str:
@@ -42,16 +58,28 @@ class MemoryStore:
         with self._lock:
             now = self.clock()
             self._sweep(now)
-            entry = self._hits.get(key)
-            if entry is None:
-                entry = self._hits[key] = (period, deque())
-            times = entry[1]
-            while times and times[0] <= now - period:
-                times.popleft()
-            if len(times) >= limit:
-                return max(times[len(times) - limit] + period - now, 0.001)
-            times.append(now)
+            wait = self._wait(key, limit, period, now)
+            if wait == 0.0:
+                self._record_hit(key, period, now)
+            return wait
+
+    def _wait(self, key: str, limit: int, period: float, now: float) -> float:
+        """Seconds until one more attempt fits the window (0.0: now); under the lock."""
+        entry = self._hits.get(key)
+        if entry is None:
             return 0.0
+        times = entry[1]
+        while times and times[0] <= now - period:
+            times.popleft()
+        if len(times) >= limit:
+            return max(times[len(times) - limit] + period - now, 0.001)
+        return 0.0
+
+    def _record_hit(self, key: str, period: float, now: float) -> None:
+        entry = self._hits.get(key)
+        if entry is None:
+            entry = self._hits[key] = (period, deque())
+        entry[1].append(now)
 
     async def acquire(self, key: str, slot: str, cap: int, lease: float) -> int:
         with self._lock:
@@ -69,14 +97,7 @@ class MemoryStore:
 
     async def release(self, key: str, slot: str) -> bool:
         with self._lock:
-            now = now_ms(self.clock)
-            slots = self._slots.get(key)
-            if slots is None:
-                return False
-            expires = slots.pop(slot, None)
-            if not slots:
-                del self._slots[key]
-            return expires is not None and expires > now
+            return self._free(key, slot)
 
     async def record_call(self, entry: CallEntry) -> None:
         with self._lock:
@@ -109,12 +130,122 @@ class MemoryStore:
             self._ended[call_id] = ended_ms + duration_ms(ENDED_MEMORY_SECONDS)
             self._ended_entries[call_id] = entry
             if entry.slot is not None:
-                slots = self._slots.get(entry.limit_key)
-                if slots is not None:
-                    slots.pop(entry.slot, None)
-                    if not slots:
-                        del self._slots[entry.limit_key]
+                for key in entry_scope_keys(entry):
+                    self._free(key, entry.slot)
             return Ended(entry, ended_ms, reason)
+
+    def _free(self, key: str, slot: str) -> bool:
+        """Drop a slot (under the lock); True if it was held and unexpired."""
+        slots = self._slots.get(key)
+        if slots is None:
+            return False
+        expires = slots.pop(slot, None)
+        if not slots:
+            del self._slots[key]
+        return expires is not None and expires > now_ms(self.clock)
+
+    def _held(self, key: str, now: int) -> dict[str, int]:
+        slots = self._slots.get(key, {})
+        for taken, expires in list(slots.items()):
+            if expires <= now:
+                del slots[taken]
+        return slots
+
+    async def admit(
+        self,
+        rules: tuple[ScopeRule, ...],
+        *,
+        slot: str,
+        lease: float,
+        pauses: tuple[str, ...],
+        count_rate: bool = True,
+    ) -> Admission:
+        with self._lock:
+            seconds = self.clock()
+            self._sweep(seconds)
+            now = math.floor(seconds * 1000)
+            day = now // DAY_MS
+            until_tomorrow = (day + 1) * DAY_MS - now
+            if any(target in self._paused for target in pauses):
+                return Admission(0, (0, "paused"), day=day)
+            keys = [scope_key(rule.scope, rule.key) for rule in rules]
+            refusal: tuple[int, str, int] | None = None
+            for index, (rule, key) in enumerate(zip(rules, keys, strict=True)):
+                if rule.rate is not None:
+                    wait = self._wait(key, rule.rate[0], rule.rate[1], seconds)
+                    if wait > 0:
+                        refusal = (index, "rate", math.ceil(wait * 1000))
+                        break
+            if refusal is None:
+                for index, (rule, key) in enumerate(zip(rules, keys, strict=True)):
+                    if rule.cap is not None and len(self._held(key, now)) >= rule.cap:
+                        refusal = (index, "cap", 0)
+                        break
+            if refusal is None:
+                for index, (rule, key) in enumerate(zip(rules, keys, strict=True)):
+                    calls, used = self._days.get((key, day), [0, 0])
+                    if rule.calls_per_day is not None and calls >= rule.calls_per_day:
+                        refusal = (index, "calls", until_tomorrow)
+                        break
+                    if rule.minutes_per_day is not None and used >= rule.minutes_per_day * 60_000:
+                        refusal = (index, "minutes", until_tomorrow)
+                        break
+            if count_rate and (refusal is None or refusal[1] != "rate"):
+                for rule, key in zip(rules, keys, strict=True):
+                    if rule.rate is not None:
+                        self._record_hit(key, rule.rate[1], seconds)
+            if refusal is not None:
+                return Admission(0, (refusal[0], refusal[1]), refusal[2], day)
+            expires = now + duration_ms(lease)
+            counts = []
+            for key in keys:  # every scope holds the slot, capped or not: its live count
+                self._slots.setdefault(key, {})[slot] = expires
+                today = self._days.setdefault((key, day), [0, 0])
+                today[0] += 1
+                counts.append(today[0])
+                self._budgets[(key, day)] = (rule.calls_per_day, rule.minutes_per_day)
+            return Admission(expires, day=day, calls_today=tuple(counts))
+
+    async def unadmit(self, rules: tuple[ScopeRule, ...], slot: str, day: int) -> None:
+        with self._lock:
+            for rule in rules:
+                key = scope_key(rule.scope, rule.key)
+                self._free(key, slot)
+                today = self._days.get((key, day))
+                if today is not None and today[0] > 0:
+                    today[0] -= 1
+
+    async def add_minutes(
+        self, rules: tuple[ScopeRule, ...], milliseconds: int, day: int
+    ) -> tuple[int, ...]:
+        with self._lock:
+            totals = []
+            for rule in rules:
+                today = self._days.setdefault((scope_key(rule.scope, rule.key), day), [0, 0])
+                today[1] += milliseconds
+                totals.append(today[1])
+            return tuple(totals)
+
+    async def usage(self, scope_key: str, day: int) -> Usage:
+        with self._lock:
+            live = len(self._held(scope_key, now_ms(self.clock)))
+            calls, used = self._days.get((scope_key, day), [0, 0])
+            budgets = self._budgets.get((scope_key, day), (None, None))
+            return Usage(live, calls, used, *budgets)
+
+    async def set_paused(self, target: str, paused: bool) -> None:
+        with self._lock:
+            if paused:
+                self._paused.add(target)
+            else:
+                self._paused.discard(target)
+
+    async def paused(self) -> list[str]:
+        with self._lock:
+            return sorted(self._paused)
+
+    async def now_ms(self) -> int:
+        return now_ms(self.clock)
 
     async def claim(self, name: str, seconds: float) -> bool:
         with self._lock:
@@ -136,6 +267,8 @@ class MemoryStore:
             self._ended.clear()
             self._ended_entries.clear()
             self._claims.clear()
+            self._days.clear()
+            self._paused.clear()
 
     def _sweep(self, now: float) -> None:
         """Drop keys with nothing left in them (called under the lock)."""
@@ -150,6 +283,10 @@ class MemoryStore:
             if forget <= current:
                 del self._ended[call_id]
                 self._ended_entries.pop(call_id, None)
+        today = current // DAY_MS
+        for day_key in [k for k in self._days if k[1] < today - 1]:
+            del self._days[day_key]
+            self._budgets.pop(day_key, None)
         for name, until in list(self._claims.items()):
             if until <= current:
                 del self._claims[name]

@@ -8,14 +8,11 @@ in a loop, so the demo agent hears utterances and takes turns.
 
 from __future__ import annotations
 
-import time
 import wave
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 
@@ -28,13 +25,9 @@ from oneinbox_emulator.voice.server import VoiceOptions
 from oneinbox_emulator.voice.session import SessionTimings
 
 from ..chromium import launched
+from .support import AGENT_ID, TIMEOUT_MS, TIMINGS, Stack
 
-TIMEOUT_MS = 10_000
 INSTRUMENT = (Path(__file__).parent / "instrument.js").read_text()
-AGENT_ID = "agt_demo"
-
-TIMINGS: list[tuple[str, float, float]] = []
-"""(test, click → active ms, click → first agent audio ms), printed at the end of the run."""
 
 
 def pytest_terminal_summary(terminalreporter: Any) -> None:
@@ -63,35 +56,6 @@ def chromium(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     wav = _speaking_caller(tmp_path_factory.mktemp("e2e") / "caller.wav")
     with launched([f"--use-file-for-fake-audio-capture={wav}"]) as browser:
         yield browser
-
-
-@dataclass
-class Stack:
-    """The demo site and the emulator it calls, both on loopback."""
-
-    site_url: str
-    emulator: Emulator
-    servers: BackgroundServers
-
-    def use_agent(self, settings: AgentSettings) -> None:
-        """Settings for the demo agent in calls created from now on."""
-        self.emulator.agents[AGENT_ID] = settings
-
-    def record(self, call_id: str) -> dict[str, Any]:
-        response = httpx.get(
-            f"{self.emulator.base_url}/v1/calls/{call_id}",
-            headers={"authorization": f"Bearer {self.emulator.api_key}"},
-        )
-        assert response.status_code == 200
-        record: dict[str, Any] = response.json()
-        return record
-
-    def stop(self, call_id: str) -> None:
-        response = httpx.post(
-            f"{self.emulator.base_url}/v1/calls/{call_id}/stop",
-            headers={"authorization": f"Bearer {self.emulator.api_key}"},
-        )
-        assert response.status_code == 200
 
 
 @pytest.fixture(scope="package")
@@ -142,11 +106,3 @@ def page(chromium: Any, fresh_stack: Stack) -> Iterator[Any]:
         yield page
     finally:
         context.close()
-
-
-def wait_until(condition: Callable[[], object], timeout: float = TIMEOUT_MS / 1000) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s: {condition}")
-        time.sleep(0.05)

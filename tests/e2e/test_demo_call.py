@@ -11,24 +11,20 @@ import pytest
 
 from oneinbox_emulator.agent import AgentSettings
 
-from .conftest import TIMEOUT_MS, TIMINGS, Stack, wait_until
+from .support import (
+    BUTTON,
+    ERROR,
+    GREETING,
+    TIMINGS,
+    TRANSCRIPT,
+    Stack,
+    call_id,
+    start_by_click,
+    wait_state,
+    wait_until,
+)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-BUTTON = "oneinbox-call [part=button]"
-TRANSCRIPT = "oneinbox-call [part=transcript]"
-ERROR = "oneinbox-call [part=error]"
-GREETING = "Agent: Hi Ada! This is the OneInbox demo agent. Say something."
-
-
-def wait_state(page: Any, state: str, timeout: int = TIMEOUT_MS) -> None:
-    page.wait_for_function("s => window.OneInbox.state === s", arg=state, timeout=timeout)
-
-
-def call_id(page: Any) -> str:
-    value: str = page.evaluate("() => window.OneInbox.callId")
-    assert value.startswith("call_")
-    return value
 
 
 def mic_states(page: Any) -> list[str]:
@@ -45,12 +41,6 @@ def wait_mic_released(page: Any) -> None:
 def wait_agent_audio(page: Any) -> None:
     """The agent's audio is playing in the page: RTP bytes in, and a level above zero."""
     page.wait_for_function("() => window.__inboundAudio().then(a => a.bytes > 0 && a.level > 0)")
-
-
-def start_by_click(page: Any) -> None:
-    page.evaluate("() => { window.__arm(); }")
-    page.click(BUTTON)
-    wait_state(page, "active")
 
 
 def keep_timings(page: Any, name: str) -> None:

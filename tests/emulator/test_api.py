@@ -14,7 +14,7 @@ from oneinbox_emulator import DEFAULT_API_KEY, EmulatorAPI
 from oneinbox_emulator.registry import CallRegistry
 from oneinbox_emulator.tokens import TokenError, TokenSigner
 
-from .conftest import auth
+from .support import auth
 
 pytestmark = pytest.mark.anyio
 

@@ -9,7 +9,7 @@ import itertools
 import logging
 import re
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from datetime import datetime
 from typing import Any
 
@@ -21,9 +21,9 @@ from oneinbox_emulator.voice.server import VoiceOptions
 from oneinbox_emulator.voice.session import SessionTimings
 from oneinbox_emulator.webhooks import WebhookOptions
 
-from .conftest import LiveEmulator, auth, serving
 from .lkpeer import PyParticipant
 from .receiver import Receiver, receiving
+from .support import LiveEmulator, auth, serving, until
 
 pytestmark = pytest.mark.anyio
 
@@ -34,14 +34,6 @@ RECORD_FIELDS = {
     "ai_summary", "latency", "credits_used", "cost_cents", "created_at",
 }  # fmt: skip
 WRITTEN_LATER = ("analysis", "ai_summary", "latency", "credits_used", "cost_cents")
-
-
-async def until(condition: Callable[[], object], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s")
-        await asyncio.sleep(0.02)
 
 
 def emulator_for(

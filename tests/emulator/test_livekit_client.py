@@ -21,8 +21,7 @@ from oneinbox_emulator.app import Emulator
 from oneinbox_emulator.serving import BackgroundServers, Served, bind
 from oneinbox_emulator.voice.server import VoiceOptions
 
-from .conftest import auth, quick_emulator
-from .test_voice_server import tamper
+from .support import auth, quick_emulator, tamper
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 

@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
 import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -19,27 +16,10 @@ from oneinbox_emulator.app import Emulator
 from oneinbox_emulator.voice.server import VoiceOptions
 from oneinbox_emulator.voice.session import SessionTimings
 
-from .conftest import LiveEmulator, auth, serving
 from .lkpeer import PyParticipant
+from .support import LiveEmulator, auth, serving, tamper, until
 
 pytestmark = pytest.mark.anyio
-
-
-async def until(condition: Callable[[], object], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"not true within {timeout} s")
-        await asyncio.sleep(0.02)
-
-
-def tamper(token: str) -> str:
-    """The same token with its room grant changed and the signature left as it was."""
-    header, payload, signature = token.split(".")
-    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
-    claims["video"]["room"] = "room_someone_else"
-    forged = base64.urlsafe_b64encode(json.dumps(claims).encode()).rstrip(b"=").decode()
-    return f"{header}.{forged}.{signature}"
 
 
 async def joined(live: LiveEmulator, *, single_pc: bool) -> tuple[dict[str, Any], PyParticipant]:

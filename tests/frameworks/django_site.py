@@ -1,4 +1,5 @@
-"""A small Django site for the tests: settings (configured once per process), views, URLs.
+"""A small Django site for the tests: settings (configured once per process), views, URLs,
+and the host app: ``OneInboxMiddleware(get_asgi_application(), ...)`` (``make_app``).
 
 The sessions table lives in a sqlite file in a temporary directory, migrated once.
 Each test picks its session engine with ``engine(...)``; Django's ``SessionMiddleware``
@@ -15,9 +16,14 @@ from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
+from django.core.asgi import get_asgi_application
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.test import override_settings
 from django.urls import path
+
+from oneinbox_asgi import DjangoSessionReader, OneInboxMiddleware
+
+from .support import options
 
 SECRET_KEY = "django-test-secret-key-0123456789-abcdefghijklmnopqrstuvwxyz"
 ENGINES = {
@@ -78,6 +84,15 @@ def log_in(request: HttpRequest) -> JsonResponse:
 
 def item(request: HttpRequest, item_id: int) -> HttpResponse:
     return HttpResponse(f"item {item_id}")
+
+
+def make_app(*, reader: bool = True, **extra: Any) -> OneInboxMiddleware:
+    """Django's session lives inside its handler, after we have run, so the broker loads it
+    from ``settings.SESSION_ENGINE`` by the session cookie with ``DjangoSessionReader()``
+    (``reader``); build it inside ``engine(...)``."""
+    if reader:
+        extra["session"] = DjangoSessionReader()
+    return OneInboxMiddleware(get_asgi_application(), **options(**extra))  # the one line
 
 
 urlpatterns = [

@@ -18,9 +18,10 @@ import httpx
 
 from oneinbox_emulator.api import DEFAULT_API_KEY
 
-START = "/oneinbox/start-call"
+from ..support import START
+
 WIDGET_TAG = '<script src="/oneinbox/widget.js" async></script>'
-_CSRF = re.compile(r'name=csrfmiddlewaretoken value="([^"]+)"')
+CSRF = re.compile(r'name=csrfmiddlewaretoken value="([^"]+)"')
 
 
 async def run(module_name: str, attribute: str) -> dict[str, Any]:
@@ -35,7 +36,7 @@ async def run(module_name: str, attribute: str) -> dict[str, Any]:
         first = await client.get("/")
         outcome["signed_out_page"] = first.status_code, "name=name" in first.text
         form = {"name": "Ada"}
-        if token := _CSRF.search(first.text):
+        if token := CSRF.search(first.text):
             form["csrfmiddlewaretoken"] = token.group(1)
         signed_in = await client.post("/login", data=form)
         outcome["login"] = signed_in.status_code, signed_in.headers.get("location")

@@ -1,52 +1,65 @@
-"""What every framework's tests share: the hooks, the options, and the contract's checks.
+"""What every framework's tests share: the hooks, the options, and the contract's checks
+(the routes, clients and error shape are tests/support.py's).
 
-Each framework module builds its own host app (a home page, a lookalike path, a path
-with a parameter, and a login that stores ``{"id", "name"}`` in the framework's own
-session) and proves the same three things with it: a logged-in user gets a call whose
-variables carry their name, a visitor gets 401 with nothing sent upstream, and the
-host's own routes still answer.
+Each framework has its own host app (a home page, a lookalike path, a path with a
+parameter, and a login that stores ``{"id", "name"}`` in the framework's own session),
+built in starlette_host.py, quart_host.py or django_site.py (which several test modules
+use) or else in the framework's test module, and proves the same three things with it:
+a logged-in user gets a call whose variables carry their name, a visitor gets 401 with
+nothing sent upstream, and the host's own routes still answer.
 """
 
 from __future__ import annotations
 
+import json
+import time
+from base64 import b64encode
 from collections.abc import Callable
 from typing import Any
 
 import httpx
+import itsdangerous
 
 from oneinbox_emulator.api import EmulatorAPI
 
+from .. import support
 from ..apps import authorize, variables
 from ..servers import serve
-from ..support import AGENT_ID, API_KEY
-
-START = "/oneinbox/start-call"
-WIDGET = "/oneinbox/widget.js"
-BASE_URL = "http://testserver"
+from ..support import START, UNLIMITED, WIDGET, client_for, error_code
 
 
 def options(**extra: Any) -> dict[str, Any]:
-    """The middleware's options for a test app; the per-caller limits are off."""
-    settings: dict[str, Any] = {
-        "api_key": API_KEY,
-        "agent_id": AGENT_ID,
-        "authorize": authorize,
-        "variables": variables,
-        "rate_limit": None,
-        "max_concurrent_calls": None,
-    }
-    settings.update(extra)
-    return settings
+    """The middleware's options for a framework's host app: the test key and agent, callers
+    and their variables from the host's session (tests/apps.py), the per-caller limits off;
+    ``extra`` wins."""
+    return support.options(**{"authorize": authorize, "variables": variables, **UNLIMITED, **extra})
 
 
-def client_for(app: Any, **transport: Any) -> httpx.AsyncClient:
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=app, **transport), base_url=BASE_URL)
+# -- crafted session cookies (the readers' tests) -------------------------------------------
+
+USER = {"user": {"id": "u1", "name": "Grace"}}
+OTHER_SECRET = "a-secret-from-somewhere-else"
 
 
-def error_code(response: httpx.Response) -> str:
-    body = response.json()
-    assert set(body) == {"error"}, body
-    return str(body["error"]["code"])
+def aged_signer(age: int) -> type[itsdangerous.TimestampSigner]:
+    """An itsdangerous signer whose signatures are ``age`` seconds old."""
+
+    class Aged(itsdangerous.TimestampSigner):
+        def get_timestamp(self) -> int:
+            return int(time.time()) - age
+
+    return Aged
+
+
+def starlette_cookie(session: object, *, secret: str, age: int = 0) -> str:
+    """What Starlette's ``SessionMiddleware`` writes: signed base64 JSON."""
+    data = b64encode(json.dumps(session).encode())
+    return aged_signer(age)(secret).sign(data).decode()
+
+
+def tampered(cookie: str) -> str:
+    """The payload changed, the signature kept (the first character always carries data)."""
+    return ("B" if cookie[0] == "A" else "A") + cookie[1:]
 
 
 async def login(client: httpx.AsyncClient, user_id: str, name: str) -> None:

@@ -7,26 +7,22 @@ from ``settings.SESSION_ENGINE`` by the session cookie with ``DjangoSessionReade
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
 
 import httpx
 import pytest
 from asgiref.sync import sync_to_async
-from django.core.asgi import get_asgi_application
 
-from oneinbox_asgi import DjangoSessionReader, OneInboxMiddleware
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
+from ..support import START, client_for
 from . import django_site
+from .django_site import make_app
 from .support import (
-    START,
     assert_call_for,
     assert_visitor_is_refused,
     assert_widget_has_no_cookie,
-    client_for,
     login,
-    options,
     real_http_round_trip,
 )
 
@@ -37,12 +33,6 @@ pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("django")]
 def db_sessions() -> Iterator[None]:
     with django_site.engine("db"):
         yield
-
-
-def make_app(*, reader: bool = True, **extra: Any) -> OneInboxMiddleware:
-    if reader:
-        extra["session"] = DjangoSessionReader()
-    return OneInboxMiddleware(get_asgi_application(), **options(**extra))  # the one line
 
 
 @pytest.mark.parametrize("engine", sorted(django_site.ENGINES))

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import json
 import secrets
-import time
 from base64 import b64encode
 from typing import Any
 
@@ -29,40 +28,27 @@ from examples.falcon_app import falcon_app as falcon_host
 from oneinbox_asgi import OneInboxMiddleware, SessionReader
 from oneinbox_emulator.api import EmulatorAPI
 
-from .support import START, client_for, error_code, options
+from ..support import START, client_for, error_code
+from .support import OTHER_SECRET, USER, aged_signer, options, starlette_cookie, tampered
 
 pytestmark = pytest.mark.anyio
 
 SECRET = "example-reader-secret-0123456789"
-OTHER_SECRET = "a-secret-from-somewhere-else"
 MAX_AGE = 14 * 86400
-USER = {"user": {"id": "u1", "name": "Grace"}}
-
-
-def _aged(age: int) -> type[itsdangerous.TimestampSigner]:
-    class Aged(itsdangerous.TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - age
-
-    return Aged
 
 
 def falcon_cookie(data: object, *, secret: str = SECRET, age: int = 0) -> str:
     """What the Falcon example's login writes (``SignedCookieSession.save``)."""
     serializer = itsdangerous.URLSafeTimedSerializer(
-        secret, salt="falcon-session", signer=_aged(age)
+        secret, salt="falcon-session", signer=aged_signer(age)
     )
     return str(serializer.dumps(data))
 
 
 def blacksheep_cookie(data: object, *, secret: str = SECRET, age: int = 0) -> str:
     """What BlackSheep's ``CookieSessionStore`` writes: signed base64 of the JSON."""
-    serializer = itsdangerous.URLSafeTimedSerializer(secret, signer=_aged(age))
+    serializer = itsdangerous.URLSafeTimedSerializer(secret, signer=aged_signer(age))
     return str(serializer.dumps(b64encode(json.dumps(data).encode()).decode()))
-
-
-def starlette_cookie(data: object, *, secret: str = SECRET) -> str:
-    return itsdangerous.TimestampSigner(secret).sign(b64encode(json.dumps(data).encode())).decode()
 
 
 READERS: dict[str, tuple[Any, Any, Any]] = {
@@ -79,14 +65,13 @@ READERS: dict[str, tuple[Any, Any, Any]] = {
 def bad_cookie(name: str, kind: str) -> str:
     craft = READERS[name][2]
     if kind == "tampered":
-        good = craft(USER)
-        return ("B" if good[0] == "A" else "A") + good[1:]
+        return tampered(craft(USER))
     if kind == "expired":
         return str(craft(USER, age=MAX_AGE + 60))
     if kind == "another_secret":
         return str(craft(USER, secret=OTHER_SECRET))
     if kind == "another_framework":
-        return starlette_cookie(USER)
+        return starlette_cookie(USER, secret=SECRET)
     if kind == "not_an_object":
         return str(craft(["user", "u1"]))
     assert kind == "oversize"

@@ -18,11 +18,11 @@ from oneinbox_asgi import OneInboxMiddleware, StarletteSessionReader
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
+from ..support import client_for
 from .support import (
     assert_call_for,
     assert_visitor_is_refused,
     assert_widget_has_no_cookie,
-    client_for,
     login,
     options,
     real_http_round_trip,

@@ -12,10 +12,10 @@ import pytest
 
 from oneinbox_asgi import OneInboxMiddleware
 
-from ..reliability.faulty_upstream import FaultyUpstream, faulty_upstream
-from ..reliability.test_upstream_faults import FAULTS, TIMEOUT
-from . import django_site, test_django, test_quart
-from .support import START, client_for, login
+from ..reliability.faulty_upstream import FAULTS, TIMEOUT, FaultyUpstream, faulty_upstream
+from ..support import START, client_for
+from . import django_site, quart_host
+from .support import login
 
 pytestmark = [pytest.mark.anyio, pytest.mark.usefixtures("django")]
 
@@ -27,12 +27,12 @@ def upstream() -> Iterator[tuple[FaultyUpstream, str]]:
 
 
 def quart_app(base_url: str) -> tuple[Any, OneInboxMiddleware]:
-    app = test_quart.make_app(base_url=base_url, timeout=TIMEOUT)
+    app = quart_host.make_app(base_url=base_url, timeout=TIMEOUT)
     return app, app.asgi_app
 
 
 def django_app(base_url: str) -> tuple[Any, OneInboxMiddleware]:
-    app = test_django.make_app(base_url=base_url, timeout=TIMEOUT)
+    app = django_site.make_app(base_url=base_url, timeout=TIMEOUT)
     return app, app
 
 

@@ -25,14 +25,11 @@ from oneinbox_asgi.integrations.litestar import CALL_ROUTES, OneInboxPlugin
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
+from ..support import START, WIDGET, client_for, error_code
 from .support import (
-    START,
-    WIDGET,
     assert_call_for,
     assert_visitor_is_refused,
     assert_widget_has_no_cookie,
-    client_for,
-    error_code,
     login,
     options,
     real_http_round_trip,

@@ -6,53 +6,24 @@ reads Quart's signed session cookie with ``QuartSessionReader(app)``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
-from quart import Quart, request, session
 
-from oneinbox_asgi import OneInboxMiddleware, QuartSessionReader
+from oneinbox_asgi import OneInboxMiddleware
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
+from ..support import START, client_for
+from .quart_host import make_app
 from .support import (
-    START,
     assert_call_for,
     assert_visitor_is_refused,
     assert_widget_has_no_cookie,
-    client_for,
     login,
-    options,
     real_http_round_trip,
 )
 
 pytestmark = pytest.mark.anyio
-
-SECRET = "quart-session-secret"
-
-
-def make_app(*, reader: bool = True, **extra: Any) -> Quart:
-    app = Quart(__name__)
-    app.secret_key = SECRET
-
-    @app.get("/")
-    async def home() -> str:
-        return "host app at /"
-
-    @app.get("/login")
-    async def log_in() -> dict[str, bool]:
-        session["user"] = {"id": request.args["id"], "name": request.args["name"]}
-        return {"ok": True}
-
-    @app.get("/oneinboxer/<int:item_id>")
-    async def item(item_id: int) -> str:
-        return f"item {item_id}"
-
-    if reader:
-        extra["session"] = QuartSessionReader(app)
-    app.asgi_app = OneInboxMiddleware(app.asgi_app, **options(**extra))
-    return app
 
 
 async def test_logged_in_user_gets_a_call_with_their_name(

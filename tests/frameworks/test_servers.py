@@ -21,7 +21,8 @@ them (hypercorn joins them before the app sees them; granian does not).
 
 Then: the checks fail on a broken setup; Django's ``runserver`` (WSGI) serves no broker,
 daphne's does; the README's logging lines show the audit trail under uvicorn; the
-broker's early refusals over hypercorn's HTTP/2 (a strict xfail: see its reason).
+broker's early refusals over HTTP/2 keep the connection (hypercorn's HTTP/2 drops it
+when body frames arrive after the answer; the broker reads a small body first).
 The table of what each pair proved is in docs/frameworks.md ("Servers").
 """
 
@@ -31,7 +32,6 @@ import contextlib
 import os
 import re
 import signal
-import socket
 import ssl
 import subprocess
 import sys
@@ -47,14 +47,10 @@ import trustme
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
-from ..support import AGENT_ID, API_KEY
+from ..support import AGENT_ID, API_KEY, END, START, WIDGET, error_code, free_port
+from .example_flow import CSRF, WIDGET_TAG
 
 ROOT = Path(__file__).resolve().parents[2]
-START = "/oneinbox/start-call"
-END = "/oneinbox/end-call"
-WIDGET = "/oneinbox/widget.js"
-WIDGET_TAG = '<script src="/oneinbox/widget.js" async></script>'
-_CSRF = re.compile(r'name=csrfmiddlewaretoken value="([^"]+)"')
 
 STARTUP_SECONDS = 30.0  # a cold start on a busy 2-core machine; typically 1-2 s
 SHUTDOWN_SECONDS = 15.0
@@ -124,14 +120,6 @@ def tls(tmp_path_factory: pytest.TempPathFactory) -> TLS:
 
 
 # -- server processes ----------------------------------------------------------------
-
-
-def free_port() -> int:
-    """A loopback port free now (the server binds it a moment later; nothing else in the
-    test's private network namespace competes for it)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -288,7 +276,7 @@ def sign_in(client: httpx.Client, name: str) -> None:
     assert first.status_code == 200, first.text
     assert "name=name" in first.text  # the sign-in form: the host's page, untouched
     form = {"name": name}
-    if token := _CSRF.search(first.text):
+    if token := CSRF.search(first.text):
         form["csrfmiddlewaretoken"] = token.group(1)
     origin = str(client.base_url).rstrip("/")
     # A browser's same-origin form post carries these; Django's CSRF check wants the
@@ -304,7 +292,7 @@ def assert_visitor_refused(client: httpx.Client, api: EmulatorAPI) -> None:
     before = len(api.received)
     response = client.post(START, json={})
     assert response.status_code == 401, response.text
-    assert response.json()["error"]["code"] == "unauthorized"
+    assert error_code(response) == "unauthorized"
     assert len(api.received) == before, "a visitor's start-call reached OneInbox"
 
 

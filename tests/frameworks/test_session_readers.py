@@ -9,19 +9,16 @@ those reads as an empty session, so the visitor gets 401 and nothing goes upstre
 
 from __future__ import annotations
 
-import json
 import secrets
 import subprocess
 import sys
 import time
-from base64 import b64encode
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import httpx
-import itsdangerous
 import pytest
 from asgiref.sync import sync_to_async
 from quart import Quart
@@ -35,39 +32,21 @@ from oneinbox_asgi import (
 from oneinbox_asgi.sessions import MAX_COOKIE_BYTES
 from oneinbox_emulator.api import EmulatorAPI
 
-from . import django_site
-from . import test_django as django_tests
-from . import test_quart as quart_tests
-from . import test_starlette as starlette_tests
-from .support import START, client_for, error_code
+from ..support import START, client_for, error_code
+from . import django_site, quart_host, starlette_host
+from .support import OTHER_SECRET, USER, aged_signer, starlette_cookie, tampered
 
 pytestmark = pytest.mark.anyio
 
-USER = {"user": {"id": "u1", "name": "Grace"}}
-OTHER_SECRET = "a-secret-from-somewhere-else"
 OLDER_THAN_ANY_DEFAULT = 32 * 24 * 60 * 60  # Starlette: 14 days, Django: 14, Quart: 31
 
 
-def _aged(age: int) -> type[itsdangerous.TimestampSigner]:
-    class Aged(itsdangerous.TimestampSigner):
-        def get_timestamp(self) -> int:
-            return int(time.time()) - age
-
-    return Aged
-
-
-def starlette_cookie(session: object, *, secret: str = starlette_tests.SECRET, age: int = 0) -> str:
-    """What Starlette's ``SessionMiddleware`` writes: signed base64 JSON."""
-    data = b64encode(json.dumps(session).encode())
-    return _aged(age)(secret).sign(data).decode()
-
-
-def quart_cookie(session: object, *, secret: str = quart_tests.SECRET, age: int = 0) -> str:
+def quart_cookie(session: object, *, secret: str = quart_host.SECRET, age: int = 0) -> str:
     """What Quart's ``SecureCookieSessionInterface`` writes, with the app's own serializer."""
     app = Quart(__name__)
     app.secret_key = secret
     serializer = app.session_interface.get_signing_serializer(app)
-    serializer.signer = _aged(age)
+    serializer.signer = aged_signer(age)
     return str(serializer.dumps(session))
 
 
@@ -127,32 +106,32 @@ class Case:
 
 class StarletteCase(Case):
     def reader(self) -> SessionReader:
-        return StarletteSessionReader(starlette_tests.SECRET)
+        return StarletteSessionReader(starlette_host.SECRET)
 
     def app(self, upstream_client: httpx.AsyncClient) -> Any:
-        return starlette_tests.make_app(
+        return starlette_host.make_app(
             session_outside=False, session=self.reader(), http_client=upstream_client
         )
 
     async def craft(self, session: Any, *, secret: str | None = None, age: int = 0) -> str:
-        return starlette_cookie(session, secret=secret or starlette_tests.SECRET, age=age)
+        return starlette_cookie(session, secret=secret or starlette_host.SECRET, age=age)
 
     async def foreign(self, session: Any) -> str:
-        return quart_cookie(session, secret=starlette_tests.SECRET)
+        return quart_cookie(session, secret=starlette_host.SECRET)
 
 
 class QuartCase(Case):
     def reader(self) -> SessionReader:
-        return QuartSessionReader(quart_tests.make_app())
+        return QuartSessionReader(quart_host.make_app())
 
     def app(self, upstream_client: httpx.AsyncClient) -> Any:
-        return quart_tests.make_app(http_client=upstream_client)
+        return quart_host.make_app(http_client=upstream_client)
 
     async def craft(self, session: Any, *, secret: str | None = None, age: int = 0) -> str:
-        return quart_cookie(session, secret=secret or quart_tests.SECRET, age=age)
+        return quart_cookie(session, secret=secret or quart_host.SECRET, age=age)
 
     async def foreign(self, session: Any) -> str:
-        return starlette_cookie(session, secret=quart_tests.SECRET)
+        return starlette_cookie(session, secret=quart_host.SECRET)
 
 
 class DjangoSignedCookiesCase(Case):
@@ -162,7 +141,7 @@ class DjangoSignedCookiesCase(Case):
         return DjangoSessionReader()
 
     def app(self, upstream_client: httpx.AsyncClient) -> Any:
-        return django_tests.make_app(http_client=upstream_client)
+        return django_site.make_app(http_client=upstream_client)
 
     @contextmanager
     def active(self) -> Iterator[None]:
@@ -207,11 +186,6 @@ def case(request: pytest.FixtureRequest) -> Iterator[Case]:
         request.getfixturevalue("django")
     with chosen.active():
         yield chosen
-
-
-def tampered(cookie: str) -> str:
-    """The payload changed, the signature kept (the first character always carries data)."""
-    return ("B" if cookie[0] == "A" else "A") + cookie[1:]
 
 
 async def bad_cookie(case: Case, kind: str) -> str:
@@ -284,7 +258,7 @@ async def test_signed_data_that_is_not_an_object_reads_as_empty(reader: str) -> 
 
 
 async def test_the_quart_reader_follows_the_apps_config_when_it_reads() -> None:
-    app = quart_tests.make_app()
+    app = quart_host.make_app()
     reader = QuartSessionReader(app)
     old = quart_cookie(USER, secret="the-old-key")
     aged = quart_cookie(USER, age=2 * 60 * 60)
@@ -301,13 +275,16 @@ async def test_the_quart_reader_follows_the_apps_config_when_it_reads() -> None:
 
 
 async def test_the_starlette_reader_follows_the_middlewares_settings() -> None:
-    aged = starlette_cookie(USER, age=2 * 60 * 60)
-    named = StarletteSessionReader(starlette_tests.SECRET, session_cookie="sid", max_age=3600)
+    secret = starlette_host.SECRET
+    good = starlette_cookie(USER, secret=secret)
+    aged = starlette_cookie(USER, secret=secret, age=2 * 60 * 60)
+    ancient = starlette_cookie(USER, secret=secret, age=10**8)
+    named = StarletteSessionReader(secret, session_cookie="sid", max_age=3600)
     assert dict(await named.read({"sid": aged})) == {}
-    assert dict(await named.read({"session": starlette_cookie(USER)})) == {}
-    assert dict(await named.read({"sid": starlette_cookie(USER)})) == USER
-    forever = StarletteSessionReader(starlette_tests.SECRET, max_age=None)
-    assert dict(await forever.read({"session": starlette_cookie(USER, age=10**8)})) == USER
+    assert dict(await named.read({"session": good})) == {}
+    assert dict(await named.read({"sid": good})) == USER
+    forever = StarletteSessionReader(secret, max_age=None)
+    assert dict(await forever.read({"session": ancient})) == USER
 
 
 class SessionStore:

@@ -7,66 +7,24 @@ the session is read from its signed cookie by ``StarletteSessionReader``.
 
 from __future__ import annotations
 
-from typing import Any
-
 import httpx
 import pytest
-from starlette.applications import Starlette
-from starlette.middleware.sessions import SessionMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse
-from starlette.routing import Route
 
-from oneinbox_asgi import OneInboxMiddleware, StarletteSessionReader
+from oneinbox_asgi import StarletteSessionReader
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
+from ..support import START, client_for
+from .starlette_host import SECRET, make_app
 from .support import (
-    START,
     assert_call_for,
     assert_visitor_is_refused,
     assert_widget_has_no_cookie,
-    client_for,
     login,
-    options,
     real_http_round_trip,
 )
 
 pytestmark = pytest.mark.anyio
-
-SECRET = "starlette-session-secret"
-
-
-async def login_view(request: Request) -> JSONResponse:
-    query = request.query_params
-    request.session["user"] = {"id": query["id"], "name": query["name"]}
-    return JSONResponse({"ok": True})
-
-
-async def page(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(f"host app at {request.url.path}")
-
-
-async def item(request: Request) -> PlainTextResponse:
-    return PlainTextResponse(f"item {request.path_params['item_id']}")
-
-
-def make_app(*, session_outside: bool = True, **extra: Any) -> Starlette:
-    app = Starlette(
-        routes=[
-            Route("/", page),
-            Route("/login", login_view),
-            Route("/oneinboxer", page),
-            Route("/oneinboxer/{item_id}", item),
-        ]
-    )
-    if session_outside:
-        app.add_middleware(OneInboxMiddleware, **options(**extra))  # the one line
-        app.add_middleware(SessionMiddleware, secret_key=SECRET)
-    else:
-        app.add_middleware(SessionMiddleware, secret_key=SECRET)
-        app.add_middleware(OneInboxMiddleware, **options(**extra))
-    return app
 
 
 async def test_logged_in_user_gets_a_call_with_their_name(

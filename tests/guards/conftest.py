@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import pytest
 
 from oneinbox_asgi.guards import LimitStore, MemoryStore, RedisStore
 
-from ..support import FakeClock
+from ..support import FakeClock, StoreFactory
 from .redis_server import RedisServer, command, require_redis, started_server
 
 
@@ -43,9 +43,6 @@ def own_redis() -> Iterator[RedisServer]:
         yield server
     finally:
         server.stop()
-
-
-StoreFactory = Callable[..., LimitStore]
 
 
 @pytest.fixture(params=["memory", pytest.param("redis", marks=pytest.mark.redis)])

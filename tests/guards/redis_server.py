@@ -14,6 +14,8 @@ import time
 
 import pytest
 
+from ..support import free_port
+
 REQUIRE_ENV = "ONEINBOX_REQUIRE_REDIS"
 START_TIMEOUT = 5.0
 
@@ -46,12 +48,6 @@ def require_redis() -> str:
     binary = redis_server_binary()
     assert binary is not None
     return binary
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def command(port: int, *words: str, timeout: float = 2.0) -> bytes:

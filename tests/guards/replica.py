@@ -14,11 +14,9 @@ import os
 import uvicorn
 from starlette.applications import Starlette
 
-from oneinbox_asgi import CallRequest, OneInboxMiddleware
+from oneinbox_asgi import OneInboxMiddleware
 
-
-def user_from_header(request: CallRequest) -> str | None:
-    return request.headers.get("x-user") or None
+from ..support import user_from_header
 
 
 def make_app() -> OneInboxMiddleware:

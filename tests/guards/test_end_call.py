@@ -11,8 +11,7 @@ from oneinbox_asgi.guards.handles import HandleSigner
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..apps import starlette_app
-from ..support import END, START, FakeClock, broker, client_for, error_code
-from .conftest import StoreFactory
+from ..support import END, START, FakeClock, StoreFactory, broker, client_for, error_code
 
 pytestmark = pytest.mark.anyio
 

@@ -15,8 +15,7 @@ from oneinbox_asgi import lifecycle as lifecycle_module
 from oneinbox_asgi.guards import RedisStore
 from oneinbox_emulator.api import EmulatorAPI
 
-from ..support import END, START, FakeClock, broker, client_for, error_code
-from .conftest import StoreFactory
+from ..support import END, START, FakeClock, StoreFactory, broker, client_for, error_code
 
 pytestmark = pytest.mark.anyio
 

@@ -4,13 +4,14 @@ slot given back when a start-call is cancelled mid-create; on memory and real Re
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 
 import anyio
 import httpx
 import pytest
 
-from oneinbox_asgi.guards import LimitStore, MemoryStore
+from oneinbox_asgi.guards import LimitStore
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..support import END, START, FakeClock, broker, client_for, error_code
@@ -82,15 +83,26 @@ async def test_retry_after_is_the_wait_rounded_up(
     assert f"in {retry_after} s" in limited.json()["error"]["message"]
 
 
-class FixedWait(MemoryStore):
-    """A store whose rate limit always answers the same wait, in seconds."""
+class FixedWait:
+    """A 0.1-style ``LimitStore`` whose rate limit always answers the same wait, in seconds
+    (a store of budgets rounds its own waits in ms, tested above on memory and Redis)."""
+
+    clock = staticmethod(time.time)
 
     def __init__(self, wait: float) -> None:
-        super().__init__()
         self.wait = wait
 
     async def hit(self, key: str, limit: int, period: float) -> float:
         return self.wait
+
+    async def acquire(self, key: str, slot: str, cap: int, lease: float) -> bool:
+        return True
+
+    async def release(self, key: str, slot: str) -> bool:
+        return True
+
+    async def aclose(self) -> None:
+        return None
 
 
 @pytest.mark.parametrize(

@@ -16,14 +16,19 @@ from oneinbox_asgi.guards import MemoryStore, RateLimit
 from oneinbox_asgi.guards.limits import limit_key
 from oneinbox_emulator.api import EmulatorAPI
 
-from ..support import END, START, FakeClock, broker, client_for, error_code, options
-from .conftest import StoreFactory
+from ..support import (
+    END,
+    START,
+    FakeClock,
+    StoreFactory,
+    broker,
+    client_for,
+    creates,
+    error_code,
+    options,
+)
 
 pytestmark = pytest.mark.anyio
-
-
-def creates(oneinbox: EmulatorAPI) -> int:
-    return sum(1 for r in oneinbox.received if r.path == "/v1/calls/web")
 
 
 async def test_rate_limit_then_retry_after_then_passes_again(

@@ -23,17 +23,13 @@ from oneinbox_asgi.guards import RedisStore, StoreUnavailable
 from oneinbox_emulator.api import EmulatorAPI
 
 from ..servers import serve
-from ..support import AGENT_ID, API_KEY, END, START, broker, client_for, error_code
+from ..support import AGENT_ID, API_KEY, END, START, broker, client_for, creates, error_code
 from .redis_server import RedisServer, command
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
 
 ROOT = Path(__file__).resolve().parents[2]
 PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-def creates(oneinbox: EmulatorAPI) -> int:
-    return sum(1 for r in oneinbox.received if r.path == "/v1/calls/web")
 
 
 @contextmanager

@@ -11,9 +11,8 @@ import pytest
 
 from oneinbox_asgi.guards import LimitStore, MemoryStore
 
-from ..support import FakeClock
+from ..support import FakeClock, StoreFactory
 from . import redis_server
-from .conftest import StoreFactory
 
 pytestmark = pytest.mark.anyio
 

@@ -57,6 +57,26 @@ AT = b"x" * MAX_RESPONSE_BYTES
 BOMB = gzip.compress(b"x" * (16 * MAX_RESPONSE_BYTES))
 TRICKLE_SECONDS = 0.05
 
+#: The broker's upstream timeout in the fault tests.
+TIMEOUT = 1.0
+#: The fault set: (mode, the broker's status, its error code), with ``TIMEOUT``.
+FAULTS = [
+    ("hang", 504, "upstream_timeout"),
+    ("slow", 504, "upstream_timeout"),
+    ("reset", 502, "upstream_error"),
+    ("html", 502, "upstream_error"),
+    ("truncated", 502, "upstream_error"),
+    ("no_token", 502, "upstream_error"),
+    ("huge", 502, "upstream_error"),
+    ("status_500", 502, "upstream_error"),
+    ("status_502", 502, "upstream_error"),
+    ("status_503", 502, "upstream_error"),
+    ("status_401", 502, "upstream_auth"),
+    ("status_404", 502, "upstream_agent_not_found"),
+    ("busy", 503, "upstream_busy"),
+    ("busy_retry_after", 503, "upstream_busy"),
+]
+
 
 @dataclass
 class FaultyUpstream:

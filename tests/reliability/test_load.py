@@ -20,16 +20,12 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from ..support import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 CALLS = int(os.environ.get("ONEINBOX_LOAD_CALLS", "2000"))
 CONCURRENCY = 200
 WARMUP = 1000
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @contextmanager

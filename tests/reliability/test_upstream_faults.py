@@ -15,11 +15,9 @@ from starlette.applications import Starlette
 from oneinbox_asgi import OneInboxMiddleware, allow_anonymous
 
 from ..support import API_KEY, START, UNLIMITED
-from .faulty_upstream import FaultyUpstream, faulty_upstream
+from .faulty_upstream import FAULTS, TIMEOUT, FaultyUpstream, faulty_upstream
 
 pytestmark = pytest.mark.anyio
-
-TIMEOUT = 1.0
 
 
 @pytest.fixture(scope="module")
@@ -49,24 +47,6 @@ async def broker(
             yield fake, client, middleware
     finally:
         await middleware.aclose()
-
-
-FAULTS = [
-    ("hang", 504, "upstream_timeout"),
-    ("slow", 504, "upstream_timeout"),
-    ("reset", 502, "upstream_error"),
-    ("html", 502, "upstream_error"),
-    ("truncated", 502, "upstream_error"),
-    ("no_token", 502, "upstream_error"),
-    ("huge", 502, "upstream_error"),
-    ("status_500", 502, "upstream_error"),
-    ("status_502", 502, "upstream_error"),
-    ("status_503", 502, "upstream_error"),
-    ("status_401", 502, "upstream_auth"),
-    ("status_404", 502, "upstream_agent_not_found"),
-    ("busy", 503, "upstream_busy"),
-    ("busy_retry_after", 503, "upstream_busy"),
-]
 
 
 @pytest.mark.parametrize(("mode", "status", "code"), FAULTS)

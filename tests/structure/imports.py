@@ -1,4 +1,5 @@
-"""The import graph of our packages, read from the source (nothing is imported).
+"""The import graph of our packages (and of the tests), read from the source (nothing is
+imported).
 
 An edge is every import statement of one of our modules, wherever it stands (a lazy
 import inside a function still closes a loop when it runs), except under
@@ -30,25 +31,27 @@ def _is_type_checking(test: ast.expr) -> bool:
     )
 
 
-def _imports(tree: ast.AST) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Import statements, skipping the bodies of ``if TYPE_CHECKING:``."""
+def _imports(tree: ast.AST, type_checking: bool) -> Iterator[ast.Import | ast.ImportFrom]:
+    """Import statements, skipping the bodies of ``if TYPE_CHECKING:`` unless
+    ``type_checking``."""
     for node in ast.iter_child_nodes(tree):
-        if isinstance(node, ast.If) and _is_type_checking(node.test):
+        if isinstance(node, ast.If) and _is_type_checking(node.test) and not type_checking:
             for child in node.orelse:
-                yield from _imports(ast.Module(body=[child], type_ignores=[]))
+                yield from _imports(ast.Module(body=[child], type_ignores=[]), type_checking)
             continue
         if isinstance(node, ast.Import | ast.ImportFrom):
             yield node
-        yield from _imports(node)
+        yield from _imports(node, type_checking)
 
 
-def edges(known: dict[str, Path]) -> dict[str, set[str]]:
-    """Module → the modules of ours it imports."""
+def edges(known: dict[str, Path], *, type_checking: bool = False) -> dict[str, set[str]]:
+    """Module → the modules of ours it imports (``type_checking``: counting the imports
+    under ``if TYPE_CHECKING:`` too)."""
     graph: dict[str, set[str]] = {name: set() for name in known}
     for name, path in known.items():
         is_package = path.name == "__init__.py"
         here = name if is_package else name.rpartition(".")[0]
-        for node in _imports(ast.parse(path.read_text(), str(path))):
+        for node in _imports(ast.parse(path.read_text(), str(path)), type_checking):
             if isinstance(node, ast.Import):
                 targets = [alias.name for alias in node.names]
             else:
@@ -63,6 +66,22 @@ def edges(known: dict[str, Path]) -> dict[str, set[str]]:
                 ]
             graph[name].update(target for target in targets if target in known)
     return graph
+
+
+def is_test_module(name: str) -> bool:
+    """A module pytest collects tests from: ``test_*.py``."""
+    return name.rpartition(".")[2].startswith("test_")
+
+
+def borrowed(graph: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """Each (module, what it imports) where a module imports a test module or a
+    ``conftest``: shared helpers belong in support modules, fixtures come from pytest."""
+    return sorted(
+        (name, target)
+        for name, targets in graph.items()
+        for target in targets
+        if target != name and (is_test_module(target) or target.rpartition(".")[2] == "conftest")
+    )
 
 
 def cycles(graph: dict[str, set[str]]) -> list[list[str]]:

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from .imports import cycles, edges, modules
+from .support import write
 
 ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = [name for name in ("oneinbox_asgi", "oneinbox_emulator") if (ROOT / name).is_dir()]
@@ -18,13 +19,6 @@ def test_no_import_cycles(package: str) -> None:
     assert len(known) > 5, known  # the walk found the package
     found = cycles(edges(known))
     assert found == [], "import cycles: " + "; ".join(" <-> ".join(group) for group in found)
-
-
-def write(root: Path, files: dict[str, str]) -> None:
-    for name, text in files.items():
-        path = root / name
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text)
 
 
 @pytest.mark.parametrize(

@@ -17,12 +17,21 @@ export interface Transcript {
 export interface CallEvents {
   /** The media connection dropped and is being re-established, or it is back. */
   state(state: "reconnecting" | "active"): void;
+  /** A transcript update; at most one with `final` per segment, and none after it. */
   transcript(t: Transcript): void;
   /**
-   * The call ended from the other side. `lost` is true when it ended because the
-   * connection failed rather than because the agent or the server closed it.
+   * The call ended from the other side, or failed: `code` is the error's code
+   * (`connection_lost`, `mic_lost`), absent when the agent or the server closed the call.
    */
-  ended(reason: string, lost: boolean): void;
+  ended(reason: string, code?: string): void;
+  /** The agent's state: `listening`, `thinking` or `speaking` (from its `lk.agent.state`
+   *  attribute, else guessed from its audio level: `speaking` or `listening`). */
+  agent(state: string): void;
+  /** The call now sends this microphone track (another device was chosen, or the one in
+   *  use went away); the loader owns it and stops it when the call ends. */
+  mic(track: MediaStreamTrack): void;
+  /** A passing remark for the person (e.g. the microphone was switched). */
+  notice(text: string): void;
 }
 
 export interface CallParams {
@@ -35,6 +44,8 @@ export interface CallParams {
   muted: boolean;
   /** Passed to livekit-client's Room options when set. */
   singlePeerConnection?: boolean;
+  /** A string the page overrides (data-text-*), else undefined: the chunk has defaults. */
+  text(key: string): string | undefined;
   on: CallEvents;
 }
 
@@ -48,8 +59,41 @@ export interface CallSession {
   readonly room: unknown;
 }
 
+/** The parts of a view (loader) that the call's own UI (chunk) fills during a call. */
+export interface ViewParts {
+  root: ShadowRoot;
+  panel: HTMLElement;
+  /** The transcript live region (there, empty, from the start). */
+  log: HTMLElement;
+  mute: HTMLElement;
+  /** The floating button (not an inline <oneinbox-call>). */
+  floating: boolean;
+  /** The mount's overrides of strings, else undefined. */
+  text(key: string): string | undefined;
+  /** Collapses an ended call's panel (not during a call). */
+  dismiss(): void;
+  /** The main button starts no call before this time (performance.now()); 0 unblocks. */
+  block(until: number): void;
+}
+
+/** What the call's UI reads of the controller (controller.ts). */
+export interface CallState {
+  readonly state: string;
+  readonly since: number;
+  readonly error: { code: string; retryAfter?: number } | undefined;
+}
+
+/** The call's UI in one view: header (agent state, call time), mic level, microphone
+ *  picker and transcript lines. Gets every controller event (controller.ts `Emit`). */
+export interface CallUI {
+  update(type: string, detail: unknown, ctl: CallState): void;
+}
+
 export interface CallChunk {
   create(params: CallParams): CallSession;
+  ui(parts: ViewParts): CallUI;
+  /** The chunk's strings (error messages of a call, the call UI's texts), by key. */
+  texts: Record<string, string>;
 }
 
 /** Name of the event the chunk dispatches on its own <script> element when it has run. */
