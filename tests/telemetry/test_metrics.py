@@ -8,7 +8,7 @@ import httpx
 import pytest
 
 from oneinbox_asgi.errors import CallError
-from oneinbox_asgi.guards import MemoryStore
+from oneinbox_asgi.guards import Budget, MemoryStore
 from oneinbox_asgi.stores.base import StoreUnavailable
 from oneinbox_asgi.telemetry import refusal_scope
 from oneinbox_emulator.api import EmulatorAPI
@@ -141,3 +141,27 @@ def test_a_refusal_scope_comes_from_the_error_when_it_names_one() -> None:
     assert refusal_scope(error) == "tenant"
     error.scope = "Tenant 42; DROP"  # type: ignore[attr-defined]  # never unbounded text
     assert refusal_scope(error) == "caller"
+
+
+async def test_a_budgets_refusal_is_counted_under_its_scope(
+    upstream_client: httpx.AsyncClient, otel: Otel
+) -> None:
+    app = otel.broker(
+        http_client=upstream_client,
+        rate_limit=None,
+        max_concurrent_calls=None,
+        tenant=lambda request: "acme",
+        tenant_budget=Budget(max_concurrent_calls=1),
+    )
+    async with client_for(app, "u1") as first, client_for(app, "u2") as second:
+        assert (await first.post(START, json={})).status_code == 201
+        refused = await second.post(START, json={})  # another caller, the same tenant
+    assert refused.status_code == 429
+    code = refused.json()["error"]["code"]
+    metrics = otel.metrics()
+    assert otel.total(metrics, "oneinbox.refusals", oneinbox__scope="tenant") == 1
+    assert otel.total(metrics, "oneinbox.refusals", oneinbox__error__code=code) == 1
+    span = otel.spans("oneinbox start-call")[1]
+    assert (span.attributes or {})["oneinbox.scope"] == "tenant"
+    for points in metrics.values():  # the tenant's name is no attribute either
+        assert all("acme" not in str(v) for p in points for v in p.attributes.values())
