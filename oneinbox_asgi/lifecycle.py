@@ -190,17 +190,7 @@ class Lifecycle:
         record = await self.upstream.get_call(call_id)
         if ended:
             if record is not None and has_transcript(record):
-                event = CallEvent(
-                    call_id=call_id,
-                    agent_id=entry.agent_id,
-                    caller=entry.caller,
-                    limit_key=entry.limit_key,
-                    agent=entry.agent,
-                    started_at=entry.started_ms / 1000,
-                    end_reason=_text(record.get("end_reason")),
-                    record=record,
-                )
-                await self._recorded(entry, event)
+                await self._recorded(entry, _record_event(entry, record))
             return "already_ended"
         if not is_terminal(record):
             return "live"
@@ -247,18 +237,7 @@ class Lifecycle:
             if known is None or record is None:
                 return
             if has_transcript(record):
-                entry = known[0]
-                event = CallEvent(
-                    call_id=call_id,
-                    agent_id=entry.agent_id,
-                    caller=entry.caller,
-                    limit_key=entry.limit_key,
-                    agent=entry.agent,
-                    started_at=entry.started_ms / 1000,
-                    end_reason=_text(record.get("end_reason")),
-                    record=record,
-                )
-                await self._recorded(entry, event)
+                await self._recorded(known[0], _record_event(known[0], record))
                 return
 
     # -- the reaper ---------------------------------------------------------------------
@@ -304,6 +283,22 @@ class Lifecycle:
             self._records = None
             send.close()
             receive.close()
+
+
+def _record_event(entry: CallEntry, record: Mapping[str, Any]) -> CallEvent:
+    """What ``on_call_record`` receives: the call as the store knows it, OneInbox's record."""
+    duration = record.get("duration_seconds")
+    return CallEvent(
+        call_id=entry.call_id,
+        agent_id=entry.agent_id,
+        caller=entry.caller,
+        duration=float(duration) if isinstance(duration, int | float) else None,
+        limit_key=entry.limit_key,
+        agent=entry.agent,
+        started_at=entry.started_ms / 1000,
+        end_reason=_text(record.get("end_reason")),
+        record=record,
+    )
 
 
 def _text(value: Any) -> str | None:

@@ -14,6 +14,10 @@ Served under ``{prefix}/``:
 * ``call-<hash>.js`` and ``widget-<hash>.css`` -- content-hashed, cached for a year,
   ``immutable``.
 * ``THIRD_PARTY_LICENSES.txt`` -- licences of the bundled npm packages.
+
+Every file is public and answered ``Access-Control-Allow-Origin: *``, so that a page on
+another origin (one of ``trusted_origins``) can load the loader and the call chunk with
+``crossorigin`` and their integrity hashes.
 """
 
 from __future__ import annotations
@@ -56,6 +60,11 @@ _CONTENT_TYPES = {
     "json": b"application/json",
 }
 _NOSNIFF = (b"x-content-type-options", b"nosniff")
+#: Public files, the same for everyone and fetched without credentials: any origin may load
+#: them in CORS mode. A page on another origin must, since ``crossorigin`` (with ``integrity``)
+#: makes the loader's tag and the call chunk's a CORS request. The same value for every
+#: request, so a cache needs no ``Vary: Origin``.
+_ANY_ORIGIN = (b"access-control-allow-origin", b"*")
 
 #: A body sent to a widget file (it takes none) is read up to this, then refused.
 DRAIN_LIMIT = 16 * 1024
@@ -99,6 +108,7 @@ def _variant(
         (b"etag", etag),
         (b"cache-control", cache_control),
         _NOSNIFF,
+        _ANY_ORIGIN,
     ]
     if vary:
         common.append((b"vary", b"accept-encoding"))

@@ -185,6 +185,38 @@ async def test_versioned_loader_url_is_immutable_only_for_the_current_version() 
 
 
 @pytest.mark.anyio
+@pytest.mark.parametrize("origin", [None, "https://shop.example.com", "null"])
+async def test_every_file_may_be_loaded_from_any_origin_without_credentials(
+    origin: str | None,
+) -> None:
+    """A page on another origin loads the loader (script_tag's crossorigin) and the chunk
+    (the loader's crossOrigin) in CORS mode, with integrity: ``*``, the same for every
+    request (so caches need no Vary: Origin), and never with credentials."""
+    version = load_assets()["widget.js"].version
+    css = next(p.name for p in STATIC.iterdir() if p.name.endswith(".css"))
+    asked = {} if origin is None else {"Origin": origin}
+    for name, query in [
+        ("widget.js", b""),
+        ("widget.js", f"v={version}".encode()),
+        (chunk_name(), b""),
+        (css, b""),
+    ]:
+        for accept in ("", "gzip"):
+            r = await fetch(name, query=query, headers={**asked, "Accept-Encoding": accept})
+            assert r.status == 200
+            assert r.headers["access-control-allow-origin"] == "*", name
+            assert "access-control-allow-credentials" not in r.headers
+            assert "origin" not in r.headers.get("vary", "").lower()
+            again = await fetch(
+                name,
+                query=query,
+                headers={**asked, "Accept-Encoding": accept, "If-None-Match": r.headers["etag"]},
+            )
+            assert again.status == 304
+            assert again.headers["access-control-allow-origin"] == "*", name
+
+
+@pytest.mark.anyio
 @pytest.mark.parametrize("method", ["POST", "PUT", "DELETE", "PATCH", "OPTIONS"])
 async def test_other_methods_get_405_with_allow(method: str) -> None:
     r = await fetch("widget.js", method=method)

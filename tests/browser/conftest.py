@@ -16,6 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -28,9 +29,12 @@ from .support import (
     FORBIDDEN_MESSAGE,
     RATE_LIMIT,
     RECORDER,
+    SALES_GREETING,
     TIMEOUT_MS,
+    Exchange,
     Recorded,
     Site,
+    VoiceStack,
     closed_port,
 )
 
@@ -204,3 +208,162 @@ def hanging_voice_server() -> Iterator[str]:
         yield f"ws://127.0.0.1:{sock.getsockname()[1]}"
     finally:
         sock.close()
+
+
+def _voice_host_app(stack: VoiceStack, livekit_js: Path | None) -> Any:
+    """The host app on the broker's origin: a login, a page with stock livekit-client, and
+    the broker calling the emulator, trusting ``stack.sibling``; its routes' requests and
+    answers are recorded in ``stack.exchanges``."""
+    from starlette.applications import Starlette
+    from starlette.middleware.sessions import SessionMiddleware
+    from starlette.requests import Request
+    from starlette.responses import FileResponse, HTMLResponse, PlainTextResponse, Response
+    from starlette.routing import Route
+
+    from oneinbox_asgi import CallRequest, OneInboxMiddleware
+
+    def authorize(request: CallRequest) -> str | None:
+        user = request.session.get("user")
+        return str(user["id"]) if user else None
+
+    def variables(request: CallRequest) -> dict[str, Any]:
+        return {"customer_name": request.session["user"]["name"]}
+
+    async def login(request: Request) -> Response:
+        request.session["user"] = {
+            "id": request.query_params["id"],
+            "name": request.query_params["name"],
+        }
+        return PlainTextResponse("signed in")
+
+    async def livekit_client(request: Request) -> Response:
+        if livekit_js is None:
+            return PlainTextResponse("livekit-client is not installed", status_code=404)
+        return FileResponse(livekit_js)
+
+    host = Starlette(
+        routes=[
+            Route("/login", login),
+            Route("/livekit-client.js", livekit_client),
+            Route("/livekit", lambda _: HTMLResponse(_livekit_page(stack.broker))),
+        ]
+    )
+    broker = OneInboxMiddleware(
+        host,
+        authorize=authorize,
+        variables=variables,
+        agents={"sales": "agt_sales"},
+        api_key=stack.emulator.api_key,
+        agent_id="agt_demo",
+        base_url=stack.emulator.base_url,
+        trusted_origins=[stack.sibling],
+    )
+    app = SessionMiddleware(broker, secret_key="browser-tests-secret")
+
+    async def recorder(scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith("/oneinbox/"):
+            await app(scope, receive, send)
+            return
+        exchange = Exchange(
+            scope["method"],
+            scope["path"],
+            {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]},
+        )
+        stack.exchanges.append(exchange)
+
+        async def recording_receive() -> Any:
+            message = await receive()
+            exchange.body += message.get("body", b"")
+            return message
+
+        async def recording_send(message: Any) -> None:
+            if message["type"] == "http.response.start":
+                exchange.status = message["status"]
+                exchange.answer = {
+                    k.decode("latin-1"): v.decode("latin-1") for k, v in message["headers"]
+                }
+            await send(message)
+
+        await app(scope, recording_receive, recording_send)
+
+    return recorder
+
+
+def _livekit_page(broker: str) -> str:
+    return (
+        '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>LiveKit</title>'
+        f'<script src="{broker}/livekit-client.js"></script></head><body></body></html>'
+    )
+
+
+def _pages_app(stack: VoiceStack) -> Any:
+    """The app on the other origins: a page embedding the widget from the broker's origin
+    (the script tag ``script_tag`` renders for an absolute prefix, under a strict CSP), and a
+    page with stock livekit-client."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import HTMLResponse, Response
+    from starlette.routing import Route
+
+    from oneinbox_asgi.widget import script_tag
+
+    async def widget(request: Request) -> Response:
+        nonce = secrets.token_urlsafe(12)
+        html = (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Shop</title>'
+            f"{script_tag(stack.broker + '/oneinbox', nonce=nonce)}</head>"
+            "<body><h1>A sibling site</h1></body></html>"
+        )
+        return HTMLResponse(html, headers={"Content-Security-Policy": CSP.format(nonce=nonce)})
+
+    return Starlette(
+        routes=[
+            Route("/", widget),
+            Route("/livekit", lambda _: HTMLResponse(_livekit_page(stack.broker))),
+        ]
+    )
+
+
+@pytest.fixture(scope="package")
+def voice_stack(chromium_browser: Any) -> Iterator[VoiceStack]:
+    """A real emulator (its voice server too), the broker's host app, and the page app on a
+    trusted and an untrusted origin: four servers on loopback, for the package."""
+    from oneinbox_emulator.agent import AgentSettings
+    from oneinbox_emulator.app import Emulator
+    from oneinbox_emulator.serving import BackgroundServers, Served, bind, url_of
+    from oneinbox_emulator.voice.server import VoiceOptions
+    from oneinbox_emulator.voice.session import SessionTimings
+
+    from ..emulator.support import livekit_client_bundle
+
+    emulator = Emulator(
+        agents={"agt_demo": AgentSettings(), "agt_sales": AgentSettings(greeting=SALES_GREETING)},
+        voice=VoiceOptions(
+            departure_timeout=1.0, timings=SessionTimings(connect_timeout=5.0, leave_grace=0.2)
+        ),
+        record_delay=0.0,
+    )
+    sockets = [bind() for _ in range(4)]  # the emulator, the broker, a sibling, a stranger
+    emulator.bind(url_of(sockets[0]))
+    stack = VoiceStack(
+        broker=url_of(sockets[1]),
+        sibling=url_of(sockets[2]),
+        stranger=url_of(sockets[3]),
+        emulator=emulator,
+    )
+    pages = _pages_app(stack)
+    served = [
+        Served(emulator, sockets[0]),
+        Served(_voice_host_app(stack, livekit_client_bundle()), sockets[1]),
+        Served(pages, sockets[2], "off"),
+        Served(pages, sockets[3], "off"),
+    ]
+    with BackgroundServers(served):
+        yield stack
+
+
+@pytest.fixture
+def fresh_voice_stack(voice_stack: VoiceStack) -> VoiceStack:
+    """The voice stack with its record of the broker's exchanges emptied."""
+    voice_stack.exchanges.clear()
+    return voice_stack

@@ -11,6 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from oneinbox_asgi.widget import script_tag
+
 TIMEOUT_MS = 10_000  # every wait in these tests is bounded by this
 CSP = "script-src 'self' 'nonce-{nonce}'; style-src 'self'"
 API_KEY = "oi_sk_browser_tests_0123456789abcdef"
@@ -130,3 +132,78 @@ def settle(page: Any) -> None:
         arg=GUARD_MS + 50,
         timeout=TIMEOUT_MS,
     )
+
+
+PERMISSION_PROMPT = """
+(() => {
+  const query = navigator.permissions.query.bind(navigator.permissions);
+  navigator.permissions.query = (d) => d && d.name === "microphone"
+    ? Promise.resolve(Object.assign(new EventTarget(), { state: "prompt", name: "microphone" }))
+    : query(d);
+})();
+"""
+
+
+def widget_page(site: Site, body: str = "", *, csp: bool = True, **data: str) -> str:
+    def render(nonce: str) -> str:
+        return (
+            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Host</title>'
+            f"{script_tag(nonce=nonce, **data)}</head>"
+            f"<body><h1>Host page</h1>{body}</body></html>"
+        )
+
+    return site.page(render, csp=csp)
+
+
+# -- the voice stack: a real emulator (API and voice server) behind a broker, plus pages on
+# other origins ----------------------------------------------------------------------------
+
+GREETING = "Hi {name}! This is the OneInbox demo agent. Say something."
+SALES_GREETING = "Hi{customer_name}! Sales here. What can I do for you?"
+
+
+@dataclass
+class Exchange:
+    """One request to the broker's routes and the answer's status and headers."""
+
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: bytes = b""
+    status: int = 0
+    answer: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class VoiceStack:
+    """The emulator, the host app with the broker (``broker``, on 127.0.0.1) and the same
+    page app on two other origins of the same site (other ports of 127.0.0.1): ``sibling``
+    is in the broker's ``trusted_origins``, ``stranger`` is not."""
+
+    broker: str
+    sibling: str
+    stranger: str
+    emulator: Any  # oneinbox_emulator.app.Emulator
+    exchanges: list[Exchange] = field(default_factory=list)
+
+    def to(self, route: str, method: str = "POST", origin: str | None = None) -> list[Exchange]:
+        return [
+            e
+            for e in self.exchanges
+            if e.method == method
+            and e.path == f"/oneinbox/{route}"
+            and (origin is None or e.headers.get("origin") == origin)
+        ]
+
+    def calls(self) -> list[Any]:
+        """Every call the emulator created (oneinbox_emulator.registry.Call), newest first."""
+        found, _ = self.emulator.registry.list(limit=1000)
+        return list(found)
+
+
+def login_at(page: Any, url: str, name: str) -> str:
+    """Signs a new user named ``name`` in at the host app ``url``; returns its id."""
+    user = f"u-{secrets.token_hex(4)}"
+    response = page.request.get(f"{url}/login?id={user}&name={name}")
+    assert response.ok
+    return user

@@ -20,6 +20,7 @@ from ..chromium import CHROMIUM, LAUNCH_ARGS
 from .support import (
     API_KEY,
     FORBIDDEN_MESSAGE,
+    PERMISSION_PROMPT,
     RATE_LIMIT,
     RECORDER,
     TIMEOUT_MS,
@@ -34,6 +35,7 @@ from .support import (
     wait_mic_released,
     wait_state,
     wait_until,
+    widget_page,
 )
 
 pytestmark = pytest.mark.browser
@@ -57,27 +59,6 @@ MESSAGES = {
 
 # The Permissions API answering "prompt" for the microphone (the test browser's fake UI
 # makes it "granted"): the widget then asks for the microphone before start-call.
-PERMISSION_PROMPT = """
-(() => {
-  const query = navigator.permissions.query.bind(navigator.permissions);
-  navigator.permissions.query = (d) => d && d.name === "microphone"
-    ? Promise.resolve(Object.assign(new EventTarget(), { state: "prompt", name: "microphone" }))
-    : query(d);
-})();
-"""
-
-
-def widget_page(site: Site, body: str = "", *, csp: bool = True, **data: str) -> str:
-    def render(nonce: str) -> str:
-        return (
-            '<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Host</title>'
-            f"{script_tag(nonce=nonce, **data)}</head>"
-            f"<body><h1>Host page</h1>{body}</body></html>"
-        )
-
-    return site.page(render, csp=csp)
-
-
 def talk(page: Any, name: str = "Talk to AI") -> None:
     settle(page)
     page.get_by_role("button", name=name).click()

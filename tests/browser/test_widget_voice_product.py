@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from .support import (
+    PERMISSION_PROMPT,
     TIMEOUT_MS,
     Site,
     events,
@@ -21,8 +22,8 @@ from .support import (
     violations,
     wait_state,
     wait_until,
+    widget_page,
 )
-from .test_widget_browser import PERMISSION_PROMPT, widget_page
 
 pytestmark = pytest.mark.browser
 

@@ -9,14 +9,15 @@ declare const __CHUNK_SRI__: string; // its SRI hash, "sha384-…"
 /** A function that loads the chunk on first call and returns the same promise after;
  *  a failed load is forgotten, so the next call retries. */
 export function chunkLoader(base: string, script: HTMLScriptElement): () => Promise<CallChunk> {
-  const sameOrigin = new URL(base, location.href).origin === location.origin;
   let chunk: Promise<CallChunk> | undefined;
   return () =>
     (chunk ??= new Promise<CallChunk>((resolve, reject) => {
       const s = document.createElement("script");
       s.src = base + "/" + __CHUNK__;
       s.integrity = __CHUNK_SRI__;
-      if (!sameOrigin) s.crossOrigin = "anonymous";
+      // CORS mode without credentials, which integrity needs when the chunk is on another
+      // origin than the page (the widget files answer any origin); same-origin, it changes nothing.
+      s.crossOrigin = "anonymous";
       if (script.nonce) s.nonce = script.nonce;
       s.addEventListener(CHUNK_EVENT, (e) => resolve((e as CustomEvent<CallChunk>).detail));
       s.onload = () => reject(new Error("no chunk"));

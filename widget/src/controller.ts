@@ -148,12 +148,16 @@ export function createController(base: string, loadChunk: () => Promise<CallChun
     document.head.appendChild(link);
   };
 
+  // The routes on another origin than the page (a trusted sibling embedding the button):
+  // the caller's cookies go there too, in CORS mode (the server answers trusted origins).
+  const credentials: RequestCredentials =
+    new URL(base).origin === location.origin ? "same-origin" : "include";
   const postJSON = (path: string, body: unknown, keepalive = false) =>
     fetch(base + path, {
       method: "POST",
       headers: { "Content-Type": "application/json", Accept: "application/json" },
       body: JSON.stringify(body),
-      credentials: "same-origin",
+      credentials,
       cache: "no-store",
       keepalive,
     });
