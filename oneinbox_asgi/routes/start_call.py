@@ -74,7 +74,7 @@ class StartCall(Route):
             agent_id=agent_id,
             call_id=answer["call_id"],
         )
-        self.broker.telemetry.started(agent_id, body.get("agent"), answer["call_id"], started)
+        self.broker.telemetry.started(agent_id, agent, answer["call_id"], started)
         await send_json(send, 201, answer)
 
     async def start(

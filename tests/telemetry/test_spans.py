@@ -167,3 +167,15 @@ def test_a_provider_that_is_not_one_is_a_configuration_error() -> None:
         broker(tracer_provider=object())
     with pytest.raises(ConfigurationError, match="meter_provider"):
         broker(meter_provider="prometheus")
+
+
+async def test_an_agent_picked_the_livekit_way_is_on_the_span(
+    upstream_client: httpx.AsyncClient, otel: Otel
+) -> None:
+    app = otel.broker(http_client=upstream_client, agents={"sales": "agt_sales"})
+    body = {"room_config": {"agents": [{"agent_name": "sales"}]}}
+    async with client_for(app, "u1") as client:
+        answer = await client.post(START, json=body)
+    assert answer.status_code == 201, answer.text
+    attributes = dict(otel.span("oneinbox start-call").attributes or {})
+    assert (attributes["oneinbox.agent"], attributes["oneinbox.agent_id"]) == ("sales", "agt_sales")
