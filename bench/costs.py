@@ -11,7 +11,12 @@ machine better than throughput does; the best of R interleaved rounds each.
 * the broker's own logic: ``POST /oneinbox/start-call`` through ``OneInboxMiddleware``
   called in-process with the upstream call stubbed out (body, guards, hooks, handle,
   answer), against a bare Starlette JSON route driven the same way;
-* the end-call handle alone (``guards.handles.HandleSigner.issue``), when it exists.
+* the end-call handle alone (``guards.handles.HandleSigner.issue``), when it exists;
+* telemetry (docs/telemetry.md): the same start-call with the OneInbox request answered
+  by a canned transport (so its CLIENT span and ``traceparent`` count too), three ways:
+  ``opentelemetry-api`` absent, the API with its no-op providers (no SDK), and the SDK
+  on (a tracer provider whose simple processor exports to nothing, a meter provider
+  whose reader is never collected).
 """
 
 from __future__ import annotations
@@ -29,6 +34,8 @@ import httpx
 import uvloop
 
 from oneinbox_asgi import OneInboxMiddleware
+from oneinbox_asgi import telemetry as telemetry_module
+from oneinbox_asgi.transport import Response
 from oneinbox_asgi.transport.httpx_transport import HttpxTransport
 from oneinbox_asgi.upstream import OneInboxClient, WebCall
 
@@ -126,6 +133,79 @@ def _stubbed(**options: Any) -> OneInboxMiddleware:
     return middleware
 
 
+class Canned:
+    """A transport that answers every request with the same created call, at once."""
+
+    answer = Response(
+        201,
+        {"content-type": "application/json"},
+        json.dumps(
+            {"id": "call_000000000001", "server_url": SERVER_URL, "participant_token": "x" * 480}
+        ).encode(),
+    )
+
+    async def send(self, method: str, url: str, **kwargs: Any) -> Response:
+        return self.answer
+
+    async def aclose(self) -> None:
+        pass
+
+
+class NoExport:
+    """A span exporter that drops what it is given (the SDK's work, not an exporter's)."""
+
+    def export(self, spans: Any) -> Any:
+        from opentelemetry.sdk.trace.export import SpanExportResult
+
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        pass
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def _canned(telemetry: str) -> OneInboxMiddleware:
+    """The middleware as in (b) with OneInbox a canned transport; ``telemetry``: "absent"
+    (built as without opentelemetry-api), "api" (no SDK) or "sdk"."""
+    options: dict[str, Any] = {}
+    if telemetry == "sdk":
+        from opentelemetry.sdk.metrics import MeterProvider
+        from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+        tracer_provider = TracerProvider()
+        # Simple, not batch: each span's work is done in the call that made it, so none of
+        # it lands in the next variant's round (a batch worker thread's CPU would).
+        tracer_provider.add_span_processor(SimpleSpanProcessor(NoExport()))  # type: ignore[arg-type]
+        options = {
+            "tracer_provider": tracer_provider,
+            "meter_provider": MeterProvider(metric_readers=[InMemoryMetricReader()]),
+        }
+    saved = telemetry_module.otel_trace
+    if telemetry == "absent":
+        telemetry_module.otel_trace = None  # type: ignore[assignment]
+    try:
+        middleware = OneInboxMiddleware(
+            apps.passthrough_bare(),
+            api_key=API_KEY,
+            agent_id=AGENT_ID,
+            base_url="http://127.0.0.1:9",
+            authorize=apps.authorize,
+            variables=apps.variables,
+            **apps.guard_options(None),
+            **options,
+        )
+    finally:
+        telemetry_module.otel_trace = saved
+    assert middleware.broker.telemetry.enabled is (telemetry != "absent")
+    upstream = middleware.upstream
+    upstream._own = middleware.broker.telemetry.traced_transport(Canned())  # type: ignore[arg-type]
+    return middleware
+
+
 async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[str, float]:
     middleware = _stubbed(**apps.guard_options(None))
     without_limits = _stubbed(**apps.limits_off())
@@ -186,6 +266,17 @@ async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[s
         )
 
     calls["of which: the end-call handle (guards/handles.py, issue)"] = handle
+    for telemetry, label in [
+        ("absent", "telemetry: start-call, opentelemetry-api absent"),
+        ("api", "telemetry: start-call, the API's no-op providers (no SDK)"),
+        ("sdk", "telemetry: start-call, the SDK on (spans and metrics recorded)"),
+    ]:
+        variant = _canned(telemetry)
+
+        async def traced(variant: OneInboxMiddleware = variant) -> None:
+            await variant(start_call_scope(), receive, send)
+
+        calls[label] = traced
     costs = await best_of(calls, round_seconds, rounds, 1, warm_up)
     if statuses - {200, 201}:
         raise RuntimeError(f"in-process start-call answered {sorted(statuses)}")

@@ -11,6 +11,7 @@ from .guards.handles import HandleSigner
 from .guards.limits import Limits
 from .lifecycle import Lifecycle
 from .stores.base import CallLedger
+from .telemetry import OFF, Telemetry, build
 from .upstream import OneInboxClient
 
 
@@ -26,15 +27,23 @@ class Broker:
     handles: HandleSigner
     #: None when the store keeps no calls (a custom ``LimitStore`` without ``CallLedger``).
     lifecycle: Lifecycle | None
+    #: OpenTelemetry spans and metrics (telemetry.py); ``OFF`` without the API.
+    telemetry: Telemetry = OFF
 
     @classmethod
     def build(cls, settings: Settings) -> Broker:
-        store = settings.store
+        telemetry = build(
+            tracer_provider=settings.tracer_provider,
+            meter_provider=settings.meter_provider,
+            prefix=settings.prefix,
+        )
+        store = telemetry.watched_store(settings.store)
         upstream = OneInboxClient(
             api_key=settings.api_key,
             base_url=settings.base_url,
             timeout=settings.timeout,
             transport=settings.transport,
+            telemetry=telemetry,
         )
         limits = Limits(
             store,
@@ -56,6 +65,7 @@ class Broker:
                 limits=limits,
                 on_call_ended=settings.on_call_ended,
                 on_call_record=settings.on_call_record,
+                telemetry=telemetry,
             )
         return cls(
             settings=settings,
@@ -68,6 +78,7 @@ class Broker:
             limits=limits,
             # The store's clock: a handle ends when its slot's lease does.
             handles=HandleSigner(settings.api_key, clock=store.clock),
+            telemetry=telemetry,
         )
 
     async def aclose(self) -> None:

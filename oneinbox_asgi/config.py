@@ -56,6 +56,8 @@ class Options(TypedDict, total=False):
     session: SessionReader | None
     timeout: float
     http_client: httpx.AsyncClient | None
+    tracer_provider: Any
+    meter_provider: Any
     trusted_origins: Collection[str]
     trusted_proxies: Collection[str]
     ipv6_subnet: int
@@ -74,6 +76,7 @@ class Options(TypedDict, total=False):
     global_budget: Budget | None
     budget_alert_threshold: float
     on_budget_alert: Callable[[BudgetAlert], Any] | None
+    browser_metrics: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -85,6 +88,9 @@ class Settings:
     timeout: float
     #: An injected client's transport; None: our own pooled one.
     transport: Transport | None
+    #: OpenTelemetry providers to report to; None: the global ones (telemetry.py).
+    tracer_provider: Any
+    meter_provider: Any
     agent_id: str | None
     agents: Mapping[str, str]
     authorize: Hook
@@ -120,6 +126,8 @@ class Settings:
     #: The share of a daily budget at which ``on_budget_alert`` first fires.
     budget_alert_threshold: float
     on_budget_alert: Callable[[BudgetAlert], Any] | None
+    #: Whether ``POST {prefix}/metrics`` is mounted for the widget's call figures.
+    browser_metrics: bool
 
     def __repr__(self) -> str:  # never the key
         return f"Settings(prefix={self.prefix!r}, base_url={self.base_url!r})"
@@ -140,6 +148,8 @@ class Settings:
         session: SessionReader | None = None,
         timeout: float = DEFAULT_TIMEOUT,
         http_client: httpx.AsyncClient | None = None,
+        tracer_provider: Any = None,
+        meter_provider: Any = None,
         trusted_origins: Collection[str] = (),
         trusted_proxies: Collection[str] = (),
         ipv6_subnet: int = DEFAULT_IPV6_SUBNET,
@@ -158,6 +168,7 @@ class Settings:
         global_budget: Budget | None = None,
         budget_alert_threshold: float = DEFAULT_ALERT_THRESHOLD,
         on_budget_alert: Callable[[BudgetAlert], Any] | None = None,
+        browser_metrics: bool = False,
     ) -> Settings:
         key = api_key if api_key is not None else os.environ.get("ONEINBOX_API_KEY")
         if not key or not isinstance(key, str):
@@ -184,6 +195,8 @@ class Settings:
             "base_url": _base_url(base_url),
             "timeout": positive_seconds("timeout", timeout),
             "transport": None if http_client is None else HttpxTransport(http_client),
+            "tracer_provider": _provider("tracer_provider", tracer_provider, "get_tracer"),
+            "meter_provider": _provider("meter_provider", meter_provider, "get_meter"),
             "agent_id": default_agent or None,
             "agents": agents_by_name,
             "authorize": _required_hook("authorize", authorize),
@@ -215,6 +228,7 @@ class Settings:
             "webhook_verifier": hook_or_none(
                 "webhook_verifier", webhook_verifier, "headers and the raw body"
             ),
+            "browser_metrics": _flag("browser_metrics", browser_metrics),
         }
         if checked["webhook_verifier"] is not None and not checked["webhooks"]:
             raise ConfigurationError("webhook_verifier= needs webhooks=True")
@@ -246,6 +260,16 @@ class Settings:
                 f"{type(opened).__name__} is a LimitStore without the CallLedger methods"
             )
         return cls(store=opened, owns_store=owned, **checked)
+
+
+def _provider(name: str, value: Any, method: str) -> Any:
+    """An OpenTelemetry provider (anything with ``method``), or None for the global one."""
+    if value is not None and not callable(getattr(value, method, None)):
+        raise ConfigurationError(
+            f"{name} must be an OpenTelemetry {name.replace('_', ' ')} (with {method}()), "
+            f"or None for the global one, not {value!r}"
+        )
+    return value
 
 
 def _budget(name: str, value: Any, *, daily_only: bool = False) -> Budget | None:

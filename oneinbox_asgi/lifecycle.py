@@ -26,6 +26,7 @@ from .context import CallEvent
 from .guards.limits import Limits
 from .hooks import EventHook, run_event_hook
 from .stores.base import CallEntry, CallLedger, Ended, StoreUnavailable
+from .telemetry import OFF, Telemetry
 from .upstream import OneInboxClient, UpstreamError
 
 logger = logging.getLogger("oneinbox_asgi")
@@ -69,6 +70,7 @@ class Lifecycle:
         limits: Limits,
         on_call_ended: EventHook | None,
         on_call_record: EventHook | None,
+        telemetry: Telemetry = OFF,
     ) -> None:
         self.ledger = ledger
         self.clock = clock
@@ -77,6 +79,7 @@ class Lifecycle:
         max_call_seconds = limits.max_call_seconds
         self.on_call_ended = on_call_ended
         self.on_call_record = on_call_record
+        self.telemetry = telemetry
         self.reap_every = min(REAP_EVERY_SECONDS, max(0.05, max_call_seconds / 4))
         #: Ended calls whose record to fetch; open while ``run`` runs.
         self._records: MemoryObjectSendStream[str] | None = None
@@ -107,10 +110,11 @@ class Lifecycle:
             logger.warning("call %s's minutes not counted: %s", call_id, exc)
         if caller is not None:  # the live caller object, not its JSON form
             event = _replace(event, caller=caller)
+        self.telemetry.call_ended(event)
         await run_event_hook("on_call_ended", self.on_call_ended, event)
         if record is not None and has_transcript(record):
             await self._recorded(ended.entry, event)
-        elif self.on_call_record is not None:
+        elif self._wants_records():
             self._want_record(call_id)
         return True
 
@@ -179,7 +183,7 @@ class Lifecycle:
         if known is None:
             return "ignored"  # a call another service (or a phone) started
         entry, ended = known
-        if ended and self.on_call_record is None:
+        if ended and not self._wants_records():
             return "already_ended"
         lookup = f"lookup:{call_id}"
         if not await self.ledger.claim(lookup, LOOKUP_SECONDS):
@@ -203,11 +207,17 @@ class Lifecycle:
     # -- the post-call record -----------------------------------------------------------
 
     async def _recorded(self, entry: CallEntry, event: CallEvent) -> None:
-        """Give the host OneInbox's full record once per call (across replicas)."""
-        if self.on_call_record is None:
+        """Give the host OneInbox's full record once per call (across replicas), and its
+        latency figures to the metrics."""
+        if not self._wants_records():
             return
         if await self.ledger.claim(f"recorded:{entry.call_id}", 24 * 3600.0):
-            await run_event_hook("on_call_record", self.on_call_record, event)
+            self.telemetry.call_record(event)
+            if self.on_call_record is not None:
+                await run_event_hook("on_call_record", self.on_call_record, event)
+
+    def _wants_records(self) -> bool:
+        return self.on_call_record is not None or self.telemetry.wants_records()
 
     def _want_record(self, call_id: str) -> None:
         if self._records is None:

@@ -26,6 +26,7 @@ from .guards.cross_site import cors_headers, preflight_headers
 from .payload import MAX_BODY_BYTES
 from .responses import send_error
 from .routes.end_call import EndCall
+from .routes.metrics import BrowserMetrics
 from .routes.start_call import StartCall
 from .routes.webhook import Webhook
 
@@ -71,12 +72,14 @@ class OneInboxMiddleware:
         self.prefix = settings.prefix
         self._route_prefix = self.prefix + "/"
         self.broker = Broker.build(settings)
-        self._routes: dict[str, StartCall | EndCall | Webhook] = {
+        self._routes: dict[str, StartCall | EndCall | Webhook | BrowserMetrics] = {
             "start-call": StartCall(self.broker),
             "end-call": EndCall(self.broker),
         }
         if settings.webhooks:
             self._routes["webhook"] = Webhook(self.broker)
+        if settings.browser_metrics:
+            self._routes["metrics"] = BrowserMetrics(self.broker)
         #: The background work's task group while the lifespan runs, and its cancel scope.
         self._tasks: TaskGroup | None = None
         self._background: anyio.CancelScope | None = None
@@ -115,14 +118,15 @@ class OneInboxMiddleware:
             self._start_without_lifespan()
         endpoint = self._routes.get(route)
         if endpoint is not None:
-            if route in self.call_routes:
+            if route in self.call_routes or route == "metrics":  # a browser's POSTs
                 origin = self.broker.cross_site.trusted_origin(scope)
                 if origin is not None:  # a sibling site that embeds the button
                     if scope["method"] == "OPTIONS":
                         await _preflight(send, origin)
                         return
                     send = _with_cors(send, origin)
-            await endpoint(scope, receive, send)
+            with self.broker.telemetry.serving(route, scope):
+                await endpoint(scope, receive, send)
             return
         if "/" not in route and route:  # a widget file (the responder answers 404/405 itself)
             await self.assets(scope, receive, send, route)

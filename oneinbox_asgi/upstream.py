@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from .redaction import Redactor
+from .telemetry import OFF, Telemetry
 from .transport import Broken, NotSent, Response, TimedOut, Transport, open_transport
 
 DEFAULT_BASE_URL = "https://api.oneinbox.ai"
@@ -129,6 +130,7 @@ class OneInboxClient:
         base_url: str = DEFAULT_BASE_URL,
         timeout: float = 10.0,
         transport: Transport | None = None,
+        telemetry: Telemetry = OFF,
     ) -> None:
         self._auth_headers = {
             "Authorization": f"Bearer {api_key}",
@@ -139,7 +141,8 @@ class OneInboxClient:
         self._redact = Redactor(api_key)
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
-        self._injected = transport
+        self._telemetry = telemetry
+        self._injected = None if transport is None else telemetry.traced_transport(transport)
         self._own: Transport | None = None
 
     def __repr__(self) -> str:  # never the key
@@ -155,7 +158,7 @@ class OneInboxClient:
         if self._injected is not None:
             return self._injected
         if self._own is None:
-            self._own = open_transport()
+            self._own = self._telemetry.traced_transport(open_transport())
         return self._own
 
     async def aclose(self) -> None:

@@ -59,6 +59,12 @@ class EndCall(Route):
                 agent_id=handle.agent_id if handle else None,
                 call_id=handle.call_id if handle else None,
             )
+            self.broker.telemetry.refused(
+                "end-call",
+                error,
+                agent_id=handle.agent_id if handle else None,
+                call_id=handle.call_id if handle else None,
+            )
             await send_error(send, error)
             return
         audit.record(
@@ -68,6 +74,9 @@ class EndCall(Route):
             limit_key=key,
             agent_id=handle.agent_id,
             call_id=handle.call_id,
+        )
+        self.broker.telemetry.answered(
+            "end-call", outcome, 200, agent_id=handle.agent_id, call_id=handle.call_id
         )
         await send_json(send, 200, {"ended": True})
 

@@ -63,6 +63,7 @@ class StartCall(Route):
             error = as_call_error(exc)
             event = "failed" if isinstance(exc, UpstreamError) else "denied"
             audit.refused(event, error, started=started, limit_key=key, agent_id=agent_id)
+            self.broker.telemetry.refused("start-call", error, agent_id=agent_id)
             await send_error(send, error)
             return
         audit.record(
@@ -73,6 +74,7 @@ class StartCall(Route):
             agent_id=agent_id,
             call_id=answer["call_id"],
         )
+        self.broker.telemetry.started(agent_id, agent, answer["call_id"], started)
         await send_json(send, 201, answer)
 
     async def start(
@@ -176,6 +178,8 @@ class StartCall(Route):
             await lifecycle.ledger.record_call(entry)
         except StoreUnavailable as exc:
             logger.warning("call %s not recorded (its lease will free it): %s", call.call_id, exc)
+        else:
+            self.broker.telemetry.call_recorded(agent_id)
 
     async def _hook_mapping(self, name: str, request: CallRequest) -> dict[str, Any]:
         """Run the ``variables`` or ``metadata`` hook into a dict of JSON values."""

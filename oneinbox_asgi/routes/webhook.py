@@ -80,9 +80,11 @@ class Webhook(Route):
                 audit.refused(
                     "webhook refused", error, started=started, limit_key=None, call_id=call_id
                 )
+            self.broker.telemetry.refused("webhook", error, call_id=call_id)
             await send_error(send, error)
             return
         audit.record("webhook", outcome, started=started, limit_key=None, call_id=call_id)
+        self.broker.telemetry.answered("webhook", outcome, 200, call_id=call_id)
         await send_json(send, 200, {"received": True})
 
     async def _verify(self, scope: Scope, raw: bytes) -> None:
