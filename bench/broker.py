@@ -9,6 +9,7 @@ still works on cannot steal from the next run.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -16,6 +17,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -56,6 +58,8 @@ LABELS = {
     "direct": "(a) fake upstream called directly (the floor)",
     "oneinbox": "(b) OneInboxMiddleware: hooks + in-process limits",
     "oneinbox-redis": "(c) OneInboxMiddleware: hooks + Redis store",
+    "oneinbox-sentinel": "(c) … on Redis Sentinel (master, replica, 3 sentinels)",
+    "oneinbox-cluster": "(c) … on a Redis Cluster (3 masters)",
     "fastapi-naive": "(d) FastAPI, new httpx client per request (naive)",
     "fastapi-shared-httpx": "FastAPI, one shared default httpx client",
     "express": "Express + global fetch (the seed's broker)",
@@ -63,7 +67,31 @@ LABELS = {
     "oneinbox-httpx": "(b) over httpx's own transport (an injected client, or trio)",
 }
 # Shown for comparison only: one round each, to keep the run short.
-ONE_ROUND = {"oneinbox-redis", "oneinbox-httpx", "fastapi-naive"}
+ONE_ROUND = {"oneinbox-sentinel", "oneinbox-cluster", "oneinbox-httpx", "fastapi-naive"}
+#: The Redis topologies beside the single server, each its own variant.
+TOPOLOGIES = ("oneinbox-sentinel", "oneinbox-cluster")
+
+
+@contextlib.contextmanager
+def redis_topologies(root: Path, smoke: bool) -> Iterator[dict[str, str]]:
+    """A Sentinel set and a three-master Cluster on 127.0.0.1 (the test suite's own
+    starters), their URLs by variant; nothing when redis-server is missing or in smoke runs
+    (they take seconds to form). Not pinned: they share the machine with the load side."""
+    binary = shutil.which("redis-server")
+    if binary is None or smoke:
+        yield {}
+        return
+    from tests.guards.redis_topologies import Cluster, SentinelSet
+
+    sentinel = SentinelSet(binary, root / "sentinel")
+    cluster = Cluster(binary, root / "cluster")
+    try:
+        sentinel.start()
+        cluster.start()
+        yield {"oneinbox-sentinel": sentinel.url, "oneinbox-cluster": cluster.url}
+    finally:
+        cluster.stop()
+        sentinel.stop()
 
 
 def _redis(group: procs.Group) -> tuple[procs.Proc | None, str | None]:
@@ -120,7 +148,7 @@ def express_version() -> str:
 
 
 def start_servers(
-    group: procs.Group, settings: Settings
+    group: procs.Group, settings: Settings, topologies: dict[str, str]
 ) -> tuple[procs.Proc, dict[str, Variant], procs.Proc | None]:
     upstream = group.start(procs.python_server("upstream", "upstream", procs.load_side()))
     variants = {key: Variant(key, label) for key, label in LABELS.items()}
@@ -133,6 +161,11 @@ def start_servers(
         why_not = str(exc)
     if why_not:
         variants["oneinbox-redis"].unavailable = why_not
+    for key in TOPOLOGIES:
+        if key not in topologies:
+            variants[key].unavailable = (
+                "not in smoke runs" if settings.smoke else "redis-server is not installed"
+            )
     why_not_express = express_ready(install=not settings.smoke)
     if why_not_express:
         variants["express"].unavailable = why_not_express
@@ -156,6 +189,8 @@ def start_servers(
             options = {"upstream": upstream.url}
             if key == "oneinbox-redis" and store:
                 options["redis"] = store
+            if key in topologies:
+                options["redis"] = topologies[key]
             proc = procs.python_server(key, key, procs.server_side(), **options)
         variant.proc = group.start(proc, ready=False)
         starting.append(proc)
@@ -236,8 +271,11 @@ def measure(
     settings: Settings,
 ) -> tuple[dict[str, Variant], dict[str, dict[str, float]], Section, Section]:
     log_dir = settings.out / "logs"
-    with procs.Group(log_dir) as group:
-        upstream, variants, redis = start_servers(group, settings)
+    with (
+        procs.Group(log_dir) as group,
+        redis_topologies(settings.out / "redis", settings.smoke) as topologies,
+    ):
+        upstream, variants, redis = start_servers(group, settings, topologies)
         live = [v for v in variants.values() if not v.unavailable]
         for variant in live if settings.warm_up else ():  # imports, pools; then idle again
             run_cell(
@@ -405,7 +443,7 @@ def broker_section(variants: dict[str, Variant], settings: Settings) -> Section:
         if other.unavailable:
             row.value = f"not available: {other.unavailable}"
         section.rows.append(row)
-    for key in ("oneinbox-redis", "oneinbox-httpx"):
+    for key in ("oneinbox-redis", *TOPOLOGIES, "oneinbox-httpx"):
         other = variants[key]
         row = _ratio_row(
             f"broker c={high}: {other.label} vs (b)", other.best(high), b.best(high), 0, "—"

@@ -21,6 +21,8 @@ BROKERS: dict[str, Callable[[argparse.Namespace], Any]] = {
     "upstream": lambda args: FakeOneInbox(),
     "oneinbox": lambda args: apps.broker_oneinbox(args.upstream),
     "oneinbox-redis": lambda args: apps.broker_oneinbox(args.upstream, store=args.redis),
+    "oneinbox-sentinel": lambda args: apps.broker_oneinbox(args.upstream, store=args.redis),
+    "oneinbox-cluster": lambda args: apps.broker_oneinbox(args.upstream, store=args.redis),
     "oneinbox-httpx": lambda args: apps.broker_oneinbox_httpx(args.upstream),
     "fastapi-naive": lambda args: apps.fastapi_naive(args.upstream),
     "fastapi-shared-httpx": lambda args: apps.fastapi_shared_httpx(args.upstream),
