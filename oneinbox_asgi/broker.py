@@ -60,7 +60,6 @@ class Broker:
         if isinstance(store, CallLedger):
             lifecycle = Lifecycle(
                 ledger=store,
-                clock=store.clock,
                 upstream=upstream,
                 limits=limits,
                 on_call_ended=settings.on_call_ended,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any
 
 import anyio
@@ -65,7 +65,6 @@ class Lifecycle:
         self,
         *,
         ledger: CallLedger,
-        clock: Callable[[], float],
         upstream: OneInboxClient,
         limits: Limits,
         on_call_ended: EventHook | None,
@@ -73,7 +72,6 @@ class Lifecycle:
         telemetry: Telemetry = OFF,
     ) -> None:
         self.ledger = ledger
-        self.clock = clock
         self.upstream = upstream
         self.limits = limits
         max_call_seconds = limits.max_call_seconds

@@ -252,6 +252,10 @@ class Limits:
             rules.append(self.everyone.rule("global", "all"))
         return tuple(rules)
 
+    def started_ms(self, expires_ms: int) -> int:
+        """When a slot whose lease ends at ``expires_ms`` was taken (the call's start)."""
+        return expires_ms - duration_ms(self.max_call_seconds)
+
     def _caller_rule(self, key: str) -> ScopeRule:
         daily = self.caller_daily
         return ScopeRule(

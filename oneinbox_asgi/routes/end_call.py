@@ -22,7 +22,6 @@ from ..guards.limits import Slot, limit_key
 from ..hooks import run_event_hook
 from ..payload import END_FIELDS
 from ..responses import send_error, send_json
-from ..stores.base import duration_ms
 from ..upstream import UpstreamError
 from .common import Route
 
@@ -121,7 +120,7 @@ class EndCall(Route):
             if not first:
                 return "already_ended"
         clock_ms = await broker.limits.now_ms()
-        started_ms = handle.expires_ms - duration_ms(self.settings.max_call_seconds)
+        started_ms = broker.limits.started_ms(handle.expires_ms)
         await run_event_hook(
             "on_call_ended",
             self.settings.on_call_ended,

@@ -32,7 +32,7 @@ from ..payload import (
     requested_agent,
 )
 from ..responses import send_error, send_json
-from ..stores.base import CallEntry, StoreUnavailable, duration_ms
+from ..stores.base import CallEntry, StoreUnavailable
 from ..upstream import UpstreamError, WebCall
 from .common import Route
 
@@ -97,7 +97,6 @@ class StartCall(Route):
         except BaseException:
             await limits.give_back(key, slot)
             raise
-        lease_ms = duration_ms(self.settings.max_call_seconds)
         await self._remember(call, request, key, agent_id, slot, tenant)
         end_token = broker.handles.issue(
             key, call_id=call.call_id, agent_id=agent_id, slot=slot.id, expires_ms=slot.expires_ms
@@ -112,7 +111,7 @@ class StartCall(Route):
                     caller=request.caller,
                     limit_key=key,
                     agent=request.agent,
-                    started_at=(slot.expires_ms - lease_ms) / 1000,
+                    started_at=limits.started_ms(slot.expires_ms) / 1000,
                 ),
             )
         return _answer(call, end_token)
@@ -170,7 +169,7 @@ class StartCall(Route):
             caller=json_form(request.caller),
             agent_id=agent_id,
             agent=request.agent,
-            started_ms=slot.expires_ms - duration_ms(self.settings.max_call_seconds),
+            started_ms=self.broker.limits.started_ms(slot.expires_ms),
             deadline_ms=slot.expires_ms,
             tenant=tenant,
         )
