@@ -12,7 +12,7 @@ from oneinbox_asgi.guards import LimitStore, MemoryStore, RedisStore
 
 from ..support import FakeClock, StoreFactory
 from .redis_server import RedisServer, command, require_redis, require_valkey, started_server
-from .redis_topologies import Cluster, SentinelSet, TLSFiles
+from .redis_topologies import Cluster, SentinelSet, TLSFiles, running
 
 
 @pytest.fixture
@@ -50,12 +50,7 @@ def own_redis() -> Iterator[RedisServer]:
 @pytest.fixture(scope="session")
 def redis_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One real three-master Redis Cluster for the session."""
-    cluster = Cluster(require_redis(), tmp_path_factory.mktemp("cluster"))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(Cluster(require_redis(), tmp_path_factory.mktemp("cluster")))
 
 
 @pytest.fixture
@@ -68,12 +63,7 @@ def cluster_url(redis_cluster: Cluster) -> str:
 @pytest.fixture(scope="session")
 def redis_sentinel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SentinelSet]:
     """One real Sentinel set (master, replica, three sentinels) for the session."""
-    sentinels = SentinelSet(require_redis(), tmp_path_factory.mktemp("sentinel"))
-    sentinels.start()
-    try:
-        yield sentinels
-    finally:
-        sentinels.stop()
+    yield from running(SentinelSet(require_redis(), tmp_path_factory.mktemp("sentinel")))
 
 
 @pytest.fixture
@@ -87,35 +77,22 @@ def sentinel_url(redis_sentinel: SentinelSet) -> str:
 def own_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A cluster of this test's own, whose nodes it may kill and restart (each keeps its
     data in an append-only file)."""
-    cluster = Cluster(require_redis(), tmp_path / "cluster", durable=True)
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(Cluster(require_redis(), tmp_path / "cluster", durable=True))
 
 
 @pytest.fixture
 def tls_cluster(tmp_path: Path) -> Iterator[Cluster]:
     """A three-master Redis Cluster speaking TLS only to clients and on its bus (its URL:
     rediss+cluster://…?ssl_ca_certs=<a throwaway CA>)."""
-    cluster = Cluster(require_redis(), tmp_path / "cluster", tls=TLSFiles.make(tmp_path / "tls"))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(
+        Cluster(require_redis(), tmp_path / "cluster", tls=TLSFiles.make(tmp_path / "tls"))
+    )
 
 
 @pytest.fixture
 def own_sentinel(tmp_path: Path) -> Iterator[SentinelSet]:
     """A sentinel set of this test's own, whose master it may kill."""
-    sentinels = SentinelSet(require_redis(), tmp_path / "sentinel")
-    sentinels.start()
-    try:
-        yield sentinels
-    finally:
-        sentinels.stop()
+    yield from running(SentinelSet(require_redis(), tmp_path / "sentinel"))
 
 
 @pytest.fixture(scope="session")
@@ -138,12 +115,7 @@ def valkey_url(valkey_server: RedisServer) -> str:
 @pytest.fixture(scope="session")
 def valkey_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]:
     """One real three-master Valkey cluster for the session."""
-    cluster = Cluster(require_valkey(), tmp_path_factory.mktemp("valkey-cluster"))
-    cluster.start()
-    try:
-        yield cluster
-    finally:
-        cluster.stop()
+    yield from running(Cluster(require_valkey(), tmp_path_factory.mktemp("valkey-cluster")))
 
 
 @pytest.fixture

@@ -9,9 +9,10 @@ Every wait is bounded; a set that does not come up in time is stopped and fails 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from .redis_server import RedisServer, command, free_port, started_server
 
@@ -290,3 +291,15 @@ class SentinelSet:
     def stop(self) -> None:
         for process in [*self.sentinels, *self.servers]:
             process.stop()
+
+
+Started = TypeVar("Started", "Cluster", "SentinelSet")
+
+
+def running(servers: Started) -> Iterator[Started]:
+    """Start ``servers``, hand them to the fixture, and stop them however it ends."""
+    servers.start()
+    try:
+        yield servers
+    finally:
+        servers.stop()
