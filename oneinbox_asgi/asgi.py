@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-from asyncio import _get_running_loop as asyncio_running_loop
-
 import anyio
 from starlette.types import Receive, Scope
 
+from .deadline import within
 from .errors import CallError
 
 #: Seconds a client has to send a whole request body, from when the route starts reading it
@@ -46,12 +44,7 @@ async def read_body(scope: Scope, receive: Receive, limit: int) -> bytes:
             raise _too_large(limit)
     seconds = BODY_TIMEOUT_SECONDS
     try:
-        # asyncio's own deadline where it runs: a tenth of anyio's cost, on every request.
-        if asyncio_running_loop() is not None:
-            async with asyncio.timeout(seconds):
-                return await _receive_body(receive, limit)
-        with anyio.fail_after(seconds):
-            return await _receive_body(receive, limit)
+        return await within(seconds, _receive_body(receive, limit))
     except TimeoutError:
         raise CallError(
             "request_timeout",

@@ -81,6 +81,15 @@ def _network(address: ipaddress.IPv4Address | ipaddress.IPv6Address, ipv6_subnet
     return f"{base}/{ipv6_subnet}"
 
 
+@functools.lru_cache(maxsize=4096)  # on every start-call, for the same few addresses
+def _client_ip(address: str, ipv6_subnet: int) -> ClientIP:
+    parsed = _parse_ip(address)
+    if parsed is None:
+        text = address[:MAX_ADDRESS_CHARS]
+        return ClientIP(text, text or "unknown")
+    return ClientIP(str(parsed), _network(parsed, ipv6_subnet))
+
+
 class ClientAddress:
     """Resolves the client address of a request, believing only ``trusted_proxies``."""
 
@@ -101,11 +110,7 @@ class ClientAddress:
         address = self._address(scope)
         if address is None:
             return None
-        parsed = _parse_ip(address)
-        if parsed is None:
-            text = address[:MAX_ADDRESS_CHARS]
-            return ClientIP(text, text or "unknown")
-        return ClientIP(str(parsed), _network(parsed, self._ipv6_subnet))
+        return _client_ip(address, self._ipv6_subnet)
 
     def _address(self, scope: Scope) -> str | None:
         client = scope.get("client")

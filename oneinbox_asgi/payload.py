@@ -99,10 +99,15 @@ def pick_agent(default: str | None, agents: Mapping[str, str], name: Any) -> str
     return agent_id
 
 
+_DECIDED_BY_SERVER = tuple(sorted(LIVEKIT_FIELDS - {"room_config"}))
+
+
 def requested_agent(body: Mapping[str, Any]) -> Any:
     """The agent name a start-call asks for: ``agent``, or LiveKit's
     ``room_config.agents[0].agent_name``; every other LiveKit field is refused."""
-    for field in sorted(LIVEKIT_FIELDS - {"room_config"}):
+    if not body:
+        return None
+    for field in _DECIDED_BY_SERVER:
         if field in body:
             raise bad_request(f"`{field}` is decided by the server and may not be set here.")
     config = body.get("room_config")
@@ -153,7 +158,12 @@ def hook_mapping(name: str, value: Any) -> dict[str, Any]:
         return {}
     if not isinstance(value, Mapping):
         raise HookValueError(f"the {name} hook must return a dict, not {type(value).__name__}")
-    return {str(key): _json_value(f"{name}[{key!r}]", item, 0) for key, item in value.items()}
+    return {
+        str(key): item
+        if item is None or isinstance(item, str | bool | int)  # as is; no name to build
+        else _json_value(f"{name}[{key!r}]", item, 0)
+        for key, item in value.items()
+    }
 
 
 def json_form(value: Any) -> Any:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import datetime
 import inspect
+import itertools
 import logging
 import math
+import os
 import re
 import secrets
 from collections.abc import Callable
@@ -91,6 +93,29 @@ class RateLimit:
         return f"{self.limit}/{self.period:g}s"
 
 
+class _SlotIds:
+    """Slot ids, unique across replicas and restarts: a random prefix per process, then a
+    count (a fresh random token per slot cost as much as the rest of an admission). A
+    forked worker draws its own prefix, so workers forked from one parent never share ids.
+    Ids need not be secret: a handle names its slot under the handle's signature."""
+
+    def __init__(self) -> None:
+        self.reseed()
+
+    def reseed(self) -> None:
+        self._prefix = secrets.token_urlsafe(9)
+        self._numbers = itertools.count()
+
+    def next(self) -> str:
+        return f"{self._prefix}{next(self._numbers):x}"
+
+
+_slot_ids = _SlotIds()
+new_slot_id = _slot_ids.next
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_slot_ids.reseed)
+
+
 def limit_key(caller: Any, client_ip: str | None) -> str:
     """``id:<what authorize returned>`` for a str or int, else ``ip:<client network>``: the
     address for IPv4, the ``/ipv6_subnet`` network for IPv6 (``client_address.network_of``)."""
@@ -99,7 +124,7 @@ def limit_key(caller: Any, client_ip: str | None) -> str:
     return f"ip:{network_of(client_ip)}"
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every start-call, where frozen costs 3x
 class Slot:
     """What one admitted start-call holds: a slot id at every capped scope (None when no
     scope has a cap), when its lease ends, and what to give back if the call never starts."""
@@ -239,33 +264,34 @@ class Limits:
         self.alert_threshold = alert_threshold
         self.on_budget_alert = on_budget_alert
         self.budgets = store if isinstance(store, BudgetStore) else None
+        # What does not change from call to call, worked out once.
+        self._caller_limits = (
+            None if rate is None else (rate.limit, rate.period),
+            max_concurrent_calls,
+            None if caller_budget is None else caller_budget.calls_per_day,
+            None if caller_budget is None else caller_budget.minutes_per_day,
+        )
+        self._global_rule = None if global_budget is None else global_budget.rule("global", "all")
+        self._lease_ms = duration_ms(max_call_seconds)
 
     def rules(self, key: str, tenant: str | None) -> tuple[ScopeRule, ...]:
         """The scopes a call of this caller (and tenant) counts against, in checking order."""
         # A tenant is counted (live calls, calls and minutes today) even without a budget,
         # so that its usage can be reported; everyone, when there is a global budget
         # (``Budget()``, with no limits, only counts).
-        rules = [self._caller_rule(key)]
+        caller = ScopeRule("caller", key, *self._caller_limits)
+        if tenant is None and self._global_rule is None:
+            return (caller,)
+        rules = [caller]
         if tenant is not None:
             rules.append((self.tenant or _UNLIMITED).rule("tenant", tenant))
-        if self.everyone is not None:
-            rules.append(self.everyone.rule("global", "all"))
+        if self._global_rule is not None:
+            rules.append(self._global_rule)
         return tuple(rules)
 
     def started_ms(self, expires_ms: int) -> int:
         """When a slot whose lease ends at ``expires_ms`` was taken (the call's start)."""
-        return expires_ms - duration_ms(self.max_call_seconds)
-
-    def _caller_rule(self, key: str) -> ScopeRule:
-        daily = self.caller_daily
-        return ScopeRule(
-            "caller",
-            key,
-            None if self.rate is None else (self.rate.limit, self.rate.period),
-            self.max_concurrent_calls,
-            None if daily is None else daily.calls_per_day,
-            None if daily is None else daily.minutes_per_day,
-        )
+        return expires_ms - self._lease_ms
 
     async def now_ms(self) -> int:
         """The store's clock (Redis: its TIME), the one leases and handles are measured on."""
@@ -280,15 +306,17 @@ class Limits:
         if self.budgets is None:
             return await self._admit_caller_only(key, count_rate=count_rate)
         rules = self.rules(key, tenant)
-        pauses = ["global", f"agent:{agent_id}"]
-        if tenant is not None:
-            pauses.append(f"tenant:{tenant}")
-        slot = secrets.token_urlsafe(12)
+        pauses = (
+            ("global", f"agent:{agent_id}")
+            if tenant is None
+            else ("global", f"agent:{agent_id}", f"tenant:{tenant}")
+        )
+        slot = new_slot_id()
         admission = await self.budgets.admit(
             rules,
             slot=slot,
             lease=self.max_call_seconds,
-            pauses=tuple(pauses),
+            pauses=pauses,
             count_rate=count_rate,
         )
         if admission.refused is not None:
@@ -377,11 +405,11 @@ class Limits:
             wait = await store.hit(key, self.rate.limit, self.rate.period)
             if wait > 0:
                 raise self._refusal("caller", "rate", math.ceil(wait * 1000))
-        rules = (self._caller_rule(key),)
+        rules = (ScopeRule("caller", key, *self._caller_limits),)
         if self.max_concurrent_calls is None:
             expires = now_ms(store.clock) + duration_ms(self.max_call_seconds)
             return Slot(None, expires, rules)
-        slot = secrets.token_urlsafe(12)
+        slot = new_slot_id()
         taken = await store.acquire(key, slot, self.max_concurrent_calls, self.max_call_seconds)
         if type(taken) is bool:  # a store written for 0.1: the lease ends about now + lease
             taken = now_ms(store.clock) + duration_ms(self.max_call_seconds) if taken else 0

@@ -68,7 +68,7 @@ class LimitStore(Protocol):
         ...
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every start-call, where frozen costs 3x
 class CallEntry:
     """What the broker remembers of a call it started, until some path sees it end."""
 
@@ -164,7 +164,7 @@ class CallLedger(Protocol):
 DAY_MS = 86_400_000
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every start-call, where frozen costs 3x
 class ScopeRule:
     """The limits of one scope for one start-call (``None``: no such limit there).
 
@@ -180,7 +180,7 @@ class ScopeRule:
     minutes_per_day: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)  # not frozen: made on every start-call, where frozen costs 3x
 class Admission:
     """What ``admit`` decided. Admitted: ``expires_ms`` > 0, when the slot's lease ends.
 

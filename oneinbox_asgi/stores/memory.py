@@ -30,6 +30,65 @@ from .base import (
 SWEEP_EVERY_SECONDS = 60.0
 
 
+class Day:
+    """One scope's UTC day: calls admitted, call milliseconds, and the budgets last
+    applied to it (for ``usage``)."""
+
+    __slots__ = ("calls", "calls_per_day", "milliseconds", "minutes_per_day")
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.milliseconds = 0
+        self.calls_per_day: int | None = None
+        self.minutes_per_day: float | None = None
+
+
+class Leases:
+    """One key's held slots and when each lease ends (ms), under the store's lock.
+
+    Leases are nearly always taken in the order they end (one lease length, one clock),
+    so the ended ones are dropped from the front of ``order`` as they go: each start-call
+    costs O(1), not a scan of every slot its key holds. A lease that ends out of order (a
+    clock stepped back, a 0.1 ``acquire`` with another lease) is still found: ``live``
+    scans everything before it answers "at the cap".
+    """
+
+    __slots__ = ("ends", "order")
+
+    def __init__(self) -> None:
+        self.ends: dict[str, int] = {}  # slot -> when its lease ends
+        self.order: deque[tuple[int, str]] = deque()  # (end, slot), in the order taken
+
+    def add(self, slot: str, expires: int) -> None:
+        self.ends[slot] = expires
+        self.order.append((expires, slot))
+
+    def drop(self, slot: str) -> int | None:
+        """Forget a slot (its ``order`` entry goes when it reaches the front)."""
+        return self.ends.pop(slot, None)
+
+    def live(self, now: int, cap: int | None = None) -> int:
+        """How many leases have not ended at ``now``; exact whenever the answer is
+        ``cap`` or more (or when no cap is given)."""
+        self.drop_ended(now)
+        ends = self.ends
+        if cap is None or len(ends) >= cap:
+            for slot, expires in list(ends.items()):
+                if expires <= now:
+                    del ends[slot]
+        return len(ends)
+
+    def drop_ended(self, now: int) -> None:
+        """Forget the leases ended by ``now`` that were taken first (amortized O(1))."""
+        ends, order = self.ends, self.order
+        while order and order[0][0] <= now:
+            expires, slot = order.popleft()
+            if ends.get(slot) == expires:
+                del ends[slot]
+        if len(order) > 2 * len(ends) + 16:  # many dropped early (calls that ended)
+            self.order = deque(sorted((e, s) for s, e in ends.items()))
+
+
 class MemoryStore:
     """Sliding-window rate limits and leased slots in dicts, for a single process.
 
@@ -41,14 +100,13 @@ class MemoryStore:
         self.clock = clock
         self._lock = threading.Lock()
         self._hits: dict[str, tuple[float, deque[float]]] = {}  # key -> (period, times)
-        self._slots: dict[str, dict[str, int]] = {}  # key -> slot -> lease end (ms)
+        self._slots: dict[str, Leases] = {}
         self._calls: dict[str, CallEntry] = {}  # live calls by id
         self._ended: dict[str, int] = {}  # call id -> when to forget it ended (ms)
         self._ended_entries: dict[str, CallEntry] = {}
         self._claims: dict[str, int] = {}  # lease name -> when it runs out (ms)
-        self._days: dict[tuple[str, int], list[int]] = {}  # (scope key, day) -> [calls, ms]
+        self._days: dict[tuple[str, int], Day] = {}  # by (scope key, day number)
         self._paused: set[str] = set()
-        self._budgets: dict[tuple[str, int], tuple[int | None, float | None]] = {}
         self._next_sweep = clock() + SWEEP_EVERY_SECONDS
 
     def __repr__(self) -> str:
@@ -86,13 +144,13 @@ class MemoryStore:
             now = self.clock()
             self._sweep(now)
             current = math.floor(now * 1000)
-            slots = self._slots.setdefault(key, {})
-            for taken, expires in list(slots.items()):
-                if expires <= current:
-                    del slots[taken]
-            if len(slots) >= cap:
+            leases = self._slots.get(key)
+            if leases is None:
+                leases = self._slots[key] = Leases()
+            if leases.live(current, cap) >= cap:
                 return 0
-            expires = slots[slot] = current + duration_ms(lease)
+            expires = current + duration_ms(lease)
+            leases.add(slot, expires)
             return expires
 
     async def release(self, key: str, slot: str) -> bool:
@@ -136,20 +194,17 @@ class MemoryStore:
 
     def _free(self, key: str, slot: str) -> bool:
         """Drop a slot (under the lock); True if it was held and unexpired."""
-        slots = self._slots.get(key)
-        if slots is None:
+        leases = self._slots.get(key)
+        if leases is None:
             return False
-        expires = slots.pop(slot, None)
-        if not slots:
+        expires = leases.drop(slot)
+        if not leases.ends:
             del self._slots[key]
         return expires is not None and expires > now_ms(self.clock)
 
-    def _held(self, key: str, now: int) -> dict[str, int]:
-        slots = self._slots.get(key, {})
-        for taken, expires in list(slots.items()):
-            if expires <= now:
-                del slots[taken]
-        return slots
+    def _live(self, key: str, now: int, cap: int | None = None) -> int:
+        leases = self._slots.get(key)
+        return 0 if leases is None else leases.live(now, cap)
 
     async def admit(
         self,
@@ -162,34 +217,14 @@ class MemoryStore:
     ) -> Admission:
         with self._lock:
             seconds = self.clock()
-            self._sweep(seconds)
+            if seconds >= self._next_sweep:
+                self._sweep(seconds)
             now = math.floor(seconds * 1000)
             day = now // DAY_MS
-            until_tomorrow = (day + 1) * DAY_MS - now
-            if any(target in self._paused for target in pauses):
+            if self._paused and not self._paused.isdisjoint(pauses):
                 return Admission(0, (0, "paused"), day=day)
             keys = [scope_key(rule.scope, rule.key) for rule in rules]
-            refusal: tuple[int, str, int] | None = None
-            for index, (rule, key) in enumerate(zip(rules, keys, strict=True)):
-                if rule.rate is not None:
-                    wait = self._wait(key, rule.rate[0], rule.rate[1], seconds)
-                    if wait > 0:
-                        refusal = (index, "rate", math.ceil(wait * 1000))
-                        break
-            if refusal is None:
-                for index, (rule, key) in enumerate(zip(rules, keys, strict=True)):
-                    if rule.cap is not None and len(self._held(key, now)) >= rule.cap:
-                        refusal = (index, "cap", 0)
-                        break
-            if refusal is None:
-                for index, (rule, key) in enumerate(zip(rules, keys, strict=True)):
-                    calls, used = self._days.get((key, day), [0, 0])
-                    if rule.calls_per_day is not None and calls >= rule.calls_per_day:
-                        refusal = (index, "calls", until_tomorrow)
-                        break
-                    if rule.minutes_per_day is not None and used >= rule.minutes_per_day * 60_000:
-                        refusal = (index, "minutes", until_tomorrow)
-                        break
+            refusal = self._refusal(rules, keys, seconds, now, day)
             if count_rate and (refusal is None or refusal[1] != "rate"):
                 for rule, key in zip(rules, keys, strict=True):
                     if rule.rate is not None:
@@ -198,13 +233,52 @@ class MemoryStore:
                 return Admission(0, (refusal[0], refusal[1]), refusal[2], day)
             expires = now + duration_ms(lease)
             counts = []
-            for key in keys:  # every scope holds the slot, capped or not: its live count
-                self._slots.setdefault(key, {})[slot] = expires
-                today = self._days.setdefault((key, day), [0, 0])
-                today[0] += 1
-                counts.append(today[0])
-                self._budgets[(key, day)] = (rule.calls_per_day, rule.minutes_per_day)
+            for rule, key in zip(rules, keys, strict=True):
+                # Every scope holds the slot, capped or not: its live count.
+                leases = self._slots.get(key)
+                if leases is None:
+                    leases = self._slots[key] = Leases()
+                elif rule.cap is None:  # else ``_refusal`` just did
+                    leases.drop_ended(now)
+                leases.add(slot, expires)
+                today = self._day(key, day)
+                today.calls += 1
+                today.calls_per_day = rule.calls_per_day
+                today.minutes_per_day = rule.minutes_per_day
+                counts.append(today.calls)
             return Admission(expires, day=day, calls_today=tuple(counts))
+
+    def _day(self, key: str, day: int) -> Day:
+        today = self._days.get((key, day))
+        if today is None:
+            today = self._days[(key, day)] = Day()
+        return today
+
+    def _refusal(
+        self, rules: tuple[ScopeRule, ...], keys: list[str], seconds: float, now: int, day: int
+    ) -> tuple[int, str, int] | None:
+        """The first refusal (scope index, what, retry ms): every scope's rate first, then
+        every cap, then every day's budget; under the lock."""
+        for index, rule in enumerate(rules):
+            if rule.rate is not None:
+                wait = self._wait(keys[index], rule.rate[0], rule.rate[1], seconds)
+                if wait > 0:
+                    return (index, "rate", math.ceil(wait * 1000))
+        for index, rule in enumerate(rules):
+            if rule.cap is not None and self._live(keys[index], now, rule.cap) >= rule.cap:
+                return (index, "cap", 0)
+        for index, rule in enumerate(rules):
+            if rule.calls_per_day is None and rule.minutes_per_day is None:
+                continue
+            today = self._days.get((keys[index], day))
+            if today is None:
+                continue
+            if rule.calls_per_day is not None and today.calls >= rule.calls_per_day:
+                return (index, "calls", (day + 1) * DAY_MS - now)
+            minutes = rule.minutes_per_day
+            if minutes is not None and today.milliseconds >= minutes * 60_000:
+                return (index, "minutes", (day + 1) * DAY_MS - now)
+        return None
 
     async def unadmit(self, rules: tuple[ScopeRule, ...], slot: str, day: int) -> None:
         with self._lock:
@@ -212,8 +286,8 @@ class MemoryStore:
                 key = scope_key(rule.scope, rule.key)
                 self._free(key, slot)
                 today = self._days.get((key, day))
-                if today is not None and today[0] > 0:
-                    today[0] -= 1
+                if today is not None and today.calls > 0:
+                    today.calls -= 1
 
     async def add_minutes(
         self, rules: tuple[ScopeRule, ...], milliseconds: int, day: int
@@ -221,17 +295,18 @@ class MemoryStore:
         with self._lock:
             totals = []
             for rule in rules:
-                today = self._days.setdefault((scope_key(rule.scope, rule.key), day), [0, 0])
-                today[1] += milliseconds
-                totals.append(today[1])
+                today = self._day(scope_key(rule.scope, rule.key), day)
+                today.milliseconds += milliseconds
+                totals.append(today.milliseconds)
             return tuple(totals)
 
     async def usage(self, scope_key: str, day: int) -> Usage:
         with self._lock:
-            live = len(self._held(scope_key, now_ms(self.clock)))
-            calls, used = self._days.get((scope_key, day), [0, 0])
-            budgets = self._budgets.get((scope_key, day), (None, None))
-            return Usage(live, calls, used, *budgets)
+            live = self._live(scope_key, now_ms(self.clock))
+            today = self._days.get((scope_key, day)) or Day()
+            return Usage(
+                live, today.calls, today.milliseconds, today.calls_per_day, today.minutes_per_day
+            )
 
     async def set_paused(self, target: str, paused: bool) -> None:
         with self._lock:
@@ -286,10 +361,9 @@ class MemoryStore:
         today = current // DAY_MS
         for day_key in [k for k in self._days if k[1] < today - 1]:
             del self._days[day_key]
-            self._budgets.pop(day_key, None)
         for name, until in list(self._claims.items()):
             if until <= current:
                 del self._claims[name]
-        for key, slots in list(self._slots.items()):
-            if all(expires <= current for expires in slots.values()):
+        for key, leases in list(self._slots.items()):
+            if not leases.live(current):
                 del self._slots[key]

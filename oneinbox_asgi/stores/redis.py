@@ -22,9 +22,8 @@ import time
 from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
-import anyio
-
 from ..checks import positive_seconds
+from ..deadline import within
 from ..errors import ConfigurationError
 from .base import (
     ENDED_MEMORY_SECONDS,
@@ -316,8 +315,7 @@ class RedisStore:
     async def _bounded(self, operation: Awaitable[Any]) -> Any:
         """One Redis operation within the deadline, its failures as ``StoreUnavailable``."""
         try:
-            with anyio.fail_after(self.timeout):
-                return await operation
+            return await within(self.timeout, operation)
         except TimeoutError:
             raise StoreUnavailable(
                 f"Redis at {self.url} did not answer within {self.timeout:g} s"
@@ -361,7 +359,7 @@ class RedisStore:
                 self._key("calls", entry.limit_key),
             ],
             entry.call_id,
-            json.dumps(dataclasses.asdict(entry), separators=(",", ":")),
+            _entry_json(entry),
             entry.deadline_ms,
             ttl_ms,
         )
@@ -404,7 +402,7 @@ class RedisStore:
             ],
             call_id,
             entry.slot or "",
-            json.dumps(dataclasses.asdict(entry), separators=(",", ":")),
+            _entry_json(entry),
             duration_ms(ENDED_MEMORY_SECONDS),
         )
         return Ended(_entry(found), ended_ms, reason) if found else None
@@ -515,6 +513,14 @@ class RedisStore:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+_ENTRY_FIELDS = tuple(field.name for field in dataclasses.fields(CallEntry))
+
+
+def _entry_json(entry: CallEntry) -> str:
+    # Its fields are plain values: no need for dataclasses.asdict's deep copy.
+    return json.dumps({name: getattr(entry, name) for name in _ENTRY_FIELDS}, separators=(",", ":"))
 
 
 def _entry(raw: bytes | str) -> CallEntry:

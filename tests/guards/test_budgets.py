@@ -219,6 +219,31 @@ async def test_the_kill_switch_pauses_and_resumes_every_replica(
     assert (usage.live, usage.calls) == (1, 1)
 
 
+async def test_usage_reports_each_scopes_own_budgets(
+    oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, make_store: StoreFactory
+) -> None:
+    # Regression: the memory store recorded the last scope's budgets for every scope.
+    store = make_store()
+    app = broker(
+        http_client=upstream_client,
+        store=store,
+        **budgets(
+            caller_budget=Budget(calls_per_day=7, minutes_per_day=3),
+            tenant_budget=Budget(calls_per_day=50, minutes_per_day=30),
+            global_budget=Budget(calls_per_day=900),
+        ),
+    )
+    async with client_for(app) as client:
+        assert (await start(client, "u1", "acme")).status_code == 201
+    switch = KillSwitch(store)
+    caller = await switch.usage("caller", "id:u1")
+    tenant = await switch.usage("tenant", "acme")
+    everyone = await switch.usage("global")
+    assert (caller.calls, caller.calls_per_day, caller.minutes_per_day) == (1, 7, 3)
+    assert (tenant.calls, tenant.calls_per_day, tenant.minutes_per_day) == (1, 50, 30)
+    assert (everyone.calls, everyone.calls_per_day, everyone.minutes_per_day) == (1, 900, None)
+
+
 async def test_stopping_live_calls_with_the_kill_switch(
     oneinbox: EmulatorAPI, upstream_client: httpx.AsyncClient, make_store: StoreFactory
 ) -> None:

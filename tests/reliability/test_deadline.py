@@ -1,0 +1,79 @@
+"""``deadline.within``: the one deadline helper under the body read and every store operation.
+
+Its own expiry is a TimeoutError; a cancellation from outside stays a cancellation (and
+leaves the task's cancel count as asyncio's own ``timeout`` would).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+import anyio
+import pytest
+
+from oneinbox_asgi.deadline import within
+
+
+async def answer_after(seconds: float) -> str:
+    await anyio.sleep(seconds)
+    return "answer"
+
+
+@pytest.mark.anyio
+async def test_an_operation_in_time_answers_and_leaves_no_timer() -> None:
+    assert await within(1.0, answer_after(0)) == "answer"
+    await anyio.sleep(0.05)  # a timer left armed would cancel this sleep at 1 s: none is
+
+
+@pytest.mark.anyio
+async def test_a_late_operation_raises_timeout_error_at_the_deadline() -> None:
+    started = time.monotonic()
+    with pytest.raises(TimeoutError):
+        await within(0.1, answer_after(5))
+    assert 0.09 <= time.monotonic() - started < 1.0
+    assert await within(1.0, answer_after(0)) == "answer"  # the task is usable after
+
+
+def test_a_cancellation_from_outside_stays_a_cancellation() -> None:
+    async def main() -> None:
+        task = asyncio.create_task(within(5.0, answer_after(5)))
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled()
+
+    asyncio.run(main())
+
+
+def test_its_timeout_is_undone_from_the_tasks_cancel_count() -> None:
+    # As asyncio.timeout: after our TimeoutError the task is not left "cancelling", so a
+    # later TaskGroup or timeout in the same task still works.
+    async def main() -> int:
+        with pytest.raises(TimeoutError):
+            await within(0.05, answer_after(5))
+        task = asyncio.current_task()
+        assert task is not None
+        async with asyncio.timeout(1.0):
+            await asyncio.sleep(0.01)
+        return task.cancelling()
+
+    assert asyncio.run(main()) == 0
+
+
+def test_an_outside_cancel_racing_the_deadline_is_not_swallowed() -> None:
+    async def main() -> None:
+        async def victim() -> None:
+            await within(0.05, answer_after(5))
+
+        task = asyncio.create_task(victim())
+        await asyncio.sleep(0.05)  # about when the deadline fires
+        task.cancel()
+        with pytest.raises((asyncio.CancelledError, TimeoutError)):
+            await task
+        # Either order is fine, but an outside cancel must never be lost to the deadline:
+        assert task.cancelled() or task.cancelling() == 0
+
+    for _ in range(20):
+        asyncio.run(main())
