@@ -39,7 +39,8 @@ from .base import (
     now_ms,
     scope_key,
 )
-from .redis_connect import client_errors, close, connect, redacted
+from .redis_batch import ScriptBatch
+from .redis_connect import client_errors, close, connect, guarded, redacted
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -295,6 +296,8 @@ class RedisStore:
         self._unadmit: AsyncScript = self._redis.register_script(UNADMIT)
         self._add_ms: AsyncScript = self._redis.register_script(ADD_MS)
         self._usage: AsyncScript = self._redis.register_script(USAGE)
+        # Scripts asked for at the same moment go as one pipeline (redis_batch.py).
+        self._batch = ScriptBatch(self._redis, guarded)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, timeout={self.timeout!r})"
@@ -310,7 +313,7 @@ class RedisStore:
         return int(await self._script(script, [key], *args))
 
     async def _script(self, script: AsyncScript, keys: list[str], *args: str | int) -> Any:
-        return await self._bounded(script(keys=keys, args=list(args)))
+        return await self._bounded(self._batch.run(script, keys, args))
 
     async def _bounded(self, operation: Awaitable[Any]) -> Any:
         """One Redis operation within the deadline, its failures as ``StoreUnavailable``."""
@@ -508,6 +511,7 @@ class RedisStore:
         await self._bounded(self._redis.delete(self._key("claim", name)))
 
     async def aclose(self) -> None:
+        await self._batch.aclose()
         await close(self._redis)
 
 

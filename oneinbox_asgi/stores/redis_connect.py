@@ -284,7 +284,7 @@ def _bound(client: Any, max_connections: int) -> None:
     client._oneinbox_slots = asyncio.Semaphore(max_connections)
 
 
-async def _guarded(client: Any, command: Any, args: Any, options: Any) -> Any:
+async def guarded(client: Any, command: Any, args: Any, options: Any) -> Any:
     """Run one command with at most ``max_connections`` in flight, redis-py's internal
     slips as a ``ConnectionError``.
 
@@ -368,19 +368,19 @@ def _classes() -> tuple[type[Any], type[Any]]:
     from redis.asyncio.cluster import RedisCluster
 
     class GuardedRedis(Redis):
-        """One server's or a Sentinel master's client, its commands ``_guarded``."""
+        """One server's or a Sentinel master's client, its commands ``guarded``."""
 
         async def execute_command(self, *args: Any, **options: Any) -> Any:
             command = super().execute_command
-            return await _guarded(self, command, args, options)
+            return await guarded(self, command, args, options)
 
     class GuardedCluster(RedisCluster):
-        """A cluster client, its commands ``_guarded`` (redis-py's cluster pool raises at
+        """A cluster client, its commands ``guarded`` (redis-py's cluster pool raises at
         its bound instead of waiting: the semaphore waits)."""
 
         async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
             command = super().execute_command
-            return await _guarded(self, command, args, kwargs)
+            return await guarded(self, command, args, kwargs)
 
     return GuardedRedis, GuardedCluster
 

@@ -1,0 +1,140 @@
+"""Auto-pipelining: the Redis scripts of every request in flight, sent together.
+
+Under load many start-calls want a script run at the same moment (an admission, a call
+to record). Sent one by one, each pays redis-py's whole path: a connection taken from
+the pool and given back, its command written, its answer read, on both sides of the
+socket. ``ScriptBatch`` collects the scripts asked for while the event loop runs the
+tasks that are ready, and sends them as one non-transactional pipeline (one write, one
+read, one connection) as soon as those tasks have had their turn; each caller gets its
+own answer or its own error. A lone script goes as itself. Nothing waits for a batch to
+fill: a batch is whatever arrived in one turn of the loop. On a Redis Cluster each script
+goes as itself (redis-py's cluster pipelines refuse scripts).
+
+Each script stays atomic on the server and each caller's scripts run in the order it
+asked for them (a caller waits for each answer before it asks again); scripts of
+different callers were never ordered. A script the server has forgotten (NOSCRIPT,
+after a restart or ``SCRIPT FLUSH``) is loaded and run again, as redis-py does for one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+    from redis.asyncio.cluster import RedisCluster
+    from redis.commands.core import AsyncScript
+
+#: Runs a client's pipeline ``execute`` with the store's guards (``redis_connect.guarded``).
+Guard = Callable[
+    [Any, Callable[..., Awaitable[Any]], tuple[Any, ...], dict[str, Any]], Awaitable[Any]
+]
+
+
+class _Pending:
+    __slots__ = ("args", "future", "keys", "script")
+
+    def __init__(
+        self,
+        script: AsyncScript,
+        keys: Sequence[str],
+        args: Sequence[str | int],
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.script = script
+        self.keys = keys
+        self.args = args
+        self.future = future
+
+
+class ScriptBatch:
+    """Runs scripts on ``client``, those asked for in one turn of the loop as one pipeline."""
+
+    def __init__(self, client: Redis | RedisCluster, guard: Guard) -> None:
+        # redis-py's cluster pipelines refuse scripts (EVALSHA is "blocked" there): on a
+        # cluster each script goes as itself.
+        self._pipelined = not hasattr(client, "nodes_manager")
+        self._client = client
+        self._guard = guard
+        self._pending: list[_Pending] = []
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._sending: set[asyncio.Task[None]] = set()  # held, so none is collected mid-way
+
+    def run(
+        self, script: AsyncScript, keys: Sequence[str], args: Sequence[str | int]
+    ) -> Awaitable[Any]:
+        """The script's answer, or its error, once its batch has been sent."""
+        loop = asyncio.get_running_loop()
+        if not self._pipelined or (self._pending and loop is not self._loop):
+            return script(keys=keys, args=args)
+        future: asyncio.Future[Any] = loop.create_future()
+        self._pending.append(_Pending(script, keys, args, future))
+        if len(self._pending) == 1:
+            # The task's first step runs after every callback already due in this turn:
+            # the requests woken with this one add their scripts before it sends.
+            self._loop = loop
+            task = loop.create_task(self._send())
+            self._sending.add(task)
+            task.add_done_callback(self._sending.discard)
+        return future
+
+    async def _send(self) -> None:
+        batch, self._pending = self._pending, []
+        try:
+            if len(batch) == 1:
+                await self._one(batch[0])
+            else:
+                await self._many(batch)
+        except BaseException as exc:
+            for pending in batch:
+                _settle(pending.future, exc)
+            if not isinstance(exc, Exception):
+                raise
+
+    async def _one(self, pending: _Pending) -> None:
+        # redis-py's own path for one script (it reloads a forgotten one itself).
+        _settle(pending.future, await pending.script(keys=pending.keys, args=pending.args))
+
+    async def _many(self, batch: list[_Pending]) -> None:
+        from redis.exceptions import NoScriptError
+
+        answers = await self._pipeline(batch)
+        forgotten = [
+            p for p, answer in zip(batch, answers, strict=True) if isinstance(answer, NoScriptError)
+        ]
+        if forgotten:
+            for script in {id(p.script): p.script for p in forgotten}.values():
+                script.sha = await self._client.script_load(script.script)
+            for pending, answer in zip(forgotten, await self._pipeline(forgotten), strict=True):
+                _settle(pending.future, answer)
+        for pending, answer in zip(batch, answers, strict=True):
+            if not isinstance(answer, NoScriptError):
+                _settle(pending.future, answer)
+
+    async def _pipeline(self, batch: list[_Pending]) -> list[Any]:
+        pipe = self._client.pipeline(transaction=False)
+        for pending in batch:
+            pipe.evalsha(pending.script.sha, len(pending.keys), *pending.keys, *pending.args)
+        answers: list[Any] = await self._guard(
+            self._client, pipe.execute, (), {"raise_on_error": False}
+        )
+        return answers
+
+    async def aclose(self) -> None:
+        """Wait for the batches being sent (their callers are waiting for them)."""
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+
+def _settle(future: asyncio.Future[Any], answer: Any) -> None:
+    """Give a caller its answer (an exception is raised to it), unless it gave up waiting."""
+    if future.done():
+        return
+    if isinstance(answer, asyncio.CancelledError):
+        future.cancel()
+    elif isinstance(answer, BaseException):
+        future.set_exception(answer)
+    else:
+        future.set_result(answer)
