@@ -21,9 +21,9 @@ async def answer_after(seconds: float) -> str:
 
 
 @pytest.mark.anyio
-async def test_an_operation_in_time_answers_and_leaves_no_timer() -> None:
-    assert await within(1.0, answer_after(0)) == "answer"
-    await anyio.sleep(0.05)  # a timer left armed would cancel this sleep at 1 s: none is
+async def test_an_operation_in_time_answers_and_is_never_cancelled_later() -> None:
+    assert await within(0.05, answer_after(0)) == "answer"
+    await anyio.sleep(0.2)  # past its deadline: the loop's timer finds nothing due
 
 
 @pytest.mark.anyio
@@ -77,3 +77,44 @@ def test_an_outside_cancel_racing_the_deadline_is_not_swallowed() -> None:
 
     for _ in range(20):
         asyncio.run(main())
+
+
+def test_deadlines_out_of_order_each_fire_at_their_own_time() -> None:
+    # One timer serves every deadline of a loop: one noted later but due sooner moves it.
+    async def main() -> list[tuple[float, str]]:
+        started = time.monotonic()
+        fired: list[tuple[float, str]] = []
+
+        async def one(seconds: float, takes: float) -> None:
+            try:
+                await within(seconds, answer_after(takes))
+                fired.append((time.monotonic() - started, f"{seconds} answered"))
+            except TimeoutError:
+                fired.append((time.monotonic() - started, f"{seconds} timed out"))
+
+        await asyncio.gather(one(0.6, 5), one(0.2, 5), one(0.4, 5), one(0.3, 0.05))
+        return fired
+
+    fired = asyncio.run(main())
+    assert [what for _, what in fired] == [
+        "0.3 answered",
+        "0.2 timed out",
+        "0.4 timed out",
+        "0.6 timed out",
+    ]
+    for (at, what), due in zip(fired[1:], (0.2, 0.4, 0.6), strict=True):
+        assert due - 0.01 <= at < due + 0.15, (what, at)
+
+
+def test_nested_deadlines_in_one_task_are_each_their_own() -> None:
+    async def main() -> str:
+        async def inner() -> str:
+            with pytest.raises(TimeoutError):
+                await within(0.05, answer_after(5))
+            return "inner timed out"
+
+        first = await within(1.0, inner())
+        assert first == "inner timed out"
+        return await within(1.0, answer_after(0.1))  # the outer's deadline still holds
+
+    assert asyncio.run(main()) == "answer"
