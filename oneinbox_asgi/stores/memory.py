@@ -99,7 +99,8 @@ class MemoryStore:
     def __init__(self, *, clock: Clock = time.time) -> None:
         self.clock = clock
         self._lock = threading.Lock()
-        self._hits: dict[str, tuple[float, deque[float]]] = {}  # key -> (period, times)
+        # key -> (period, attempt times), in ms as in Redis, so both answer the same waits
+        self._hits: dict[str, tuple[int, deque[int]]] = {}
         self._slots: dict[str, Leases] = {}
         self._calls: dict[str, CallEntry] = {}  # live calls by id
         self._ended: dict[str, int] = {}  # call id -> when to forget it ended (ms)
@@ -114,30 +115,17 @@ class MemoryStore:
 
     async def hit(self, key: str, limit: int, period: float) -> float:
         with self._lock:
-            now = self.clock()
-            self._sweep(now)
-            wait = self._wait(key, limit, period, now)
-            if wait == 0.0:
-                self._record_hit(key, period, now)
-            return wait
-
-    def _wait(self, key: str, limit: int, period: float, now: float) -> float:
-        """Seconds until one more attempt fits the window (0.0: now); under the lock."""
-        entry = self._hits.get(key)
-        if entry is None:
-            return 0.0
-        times = entry[1]
-        while times and times[0] <= now - period:
-            times.popleft()
-        if len(times) >= limit:
-            return max(times[len(times) - limit] + period - now, 0.001)
-        return 0.0
-
-    def _record_hit(self, key: str, period: float, now: float) -> None:
-        entry = self._hits.get(key)
-        if entry is None:
-            entry = self._hits[key] = (period, deque())
-        entry[1].append(now)
+            seconds = self.clock()
+            self._sweep(seconds)
+            now = math.floor(seconds * 1000)
+            period_ms = duration_ms(period)
+            entry = self._hits.get(key)
+            if entry is None:
+                entry = self._hits[key] = (period_ms, deque())
+            wait_ms = _wait(entry[1], limit, period_ms, now)
+            if not wait_ms:
+                entry[1].append(now)
+            return wait_ms / 1000
 
     async def acquire(self, key: str, slot: str, cap: int, lease: float) -> int:
         with self._lock:
@@ -223,62 +211,58 @@ class MemoryStore:
             day = now // DAY_MS
             if self._paused and not self._paused.isdisjoint(pauses):
                 return Admission(0, (0, "paused"), day=day)
-            keys = [scope_key(rule.scope, rule.key) for rule in rules]
-            refusal = self._refusal(rules, keys, seconds, now, day)
-            if count_rate and (refusal is None or refusal[1] != "rate"):
-                for rule, key in zip(rules, keys, strict=True):
+            # One pass over the scopes: each one's state, and the first refusal of each
+            # kind. A rate refusal outranks a cap, a cap a day's budget (as in Redis).
+            scopes: list[tuple[str, deque[int] | None, Leases | None, Day | None]] = []
+            by_rate = by_cap = by_day = None
+            for index, rule in enumerate(rules):
+                key = rule.key if rule.scope == "caller" else scope_key(rule.scope, rule.key)
+                hits = self._hits.get(key)
+                leases = self._slots.get(key)
+                today = self._days.get((key, day))
+                scopes.append((key, None if hits is None else hits[1], leases, today))
+                rate, cap = rule.rate, rule.cap
+                if by_rate is None and rate is not None and hits is not None:
+                    wait_ms = _wait(hits[1], rate[0], duration_ms(rate[1]), now)
+                    if wait_ms:
+                        by_rate = (index, "rate", wait_ms)
+                if by_cap is None and cap is not None and leases is not None:
+                    by_cap = (index, "cap", 0) if leases.live(now, cap) >= cap else None
+                budgeted = rule.calls_per_day is not None or rule.minutes_per_day is not None
+                if by_day is None and budgeted and today is not None:
+                    by_day = _over_budget(rule, today, index, (day + 1) * DAY_MS - now)
+            refusal = by_rate or by_cap or by_day
+            if count_rate and by_rate is None:
+                for rule, (key, times, _, _) in zip(rules, scopes, strict=True):
                     if rule.rate is not None:
-                        self._record_hit(key, rule.rate[1], seconds)
+                        if times is None:
+                            period_ms = duration_ms(rule.rate[1])
+                            times = self._hits.setdefault(key, (period_ms, deque()))[1]
+                        times.append(now)
             if refusal is not None:
                 return Admission(0, (refusal[0], refusal[1]), refusal[2], day)
             expires = now + duration_ms(lease)
             counts = []
-            for rule, key in zip(rules, keys, strict=True):
+            for rule, (key, _, leases, today) in zip(rules, scopes, strict=True):
                 # Every scope holds the slot, capped or not: its live count.
-                leases = self._slots.get(key)
                 if leases is None:
                     leases = self._slots[key] = Leases()
-                elif rule.cap is None:  # else ``_refusal`` just did
+                elif rule.cap is None:  # else the check above dropped the ended ones
                     leases.drop_ended(now)
                 leases.add(slot, expires)
-                today = self._day(key, day)
+                if today is None:
+                    today = self._days[(key, day)] = Day()
                 today.calls += 1
                 today.calls_per_day = rule.calls_per_day
                 today.minutes_per_day = rule.minutes_per_day
                 counts.append(today.calls)
-            return Admission(expires, day=day, calls_today=tuple(counts))
+            return Admission(expires, None, 0, day, tuple(counts))
 
     def _day(self, key: str, day: int) -> Day:
         today = self._days.get((key, day))
         if today is None:
             today = self._days[(key, day)] = Day()
         return today
-
-    def _refusal(
-        self, rules: tuple[ScopeRule, ...], keys: list[str], seconds: float, now: int, day: int
-    ) -> tuple[int, str, int] | None:
-        """The first refusal (scope index, what, retry ms): every scope's rate first, then
-        every cap, then every day's budget; under the lock."""
-        for index, rule in enumerate(rules):
-            if rule.rate is not None:
-                wait = self._wait(keys[index], rule.rate[0], rule.rate[1], seconds)
-                if wait > 0:
-                    return (index, "rate", math.ceil(wait * 1000))
-        for index, rule in enumerate(rules):
-            if rule.cap is not None and self._live(keys[index], now, rule.cap) >= rule.cap:
-                return (index, "cap", 0)
-        for index, rule in enumerate(rules):
-            if rule.calls_per_day is None and rule.minutes_per_day is None:
-                continue
-            today = self._days.get((keys[index], day))
-            if today is None:
-                continue
-            if rule.calls_per_day is not None and today.calls >= rule.calls_per_day:
-                return (index, "calls", (day + 1) * DAY_MS - now)
-            minutes = rule.minutes_per_day
-            if minutes is not None and today.milliseconds >= minutes * 60_000:
-                return (index, "minutes", (day + 1) * DAY_MS - now)
-        return None
 
     async def unadmit(self, rules: tuple[ScopeRule, ...], slot: str, day: int) -> None:
         with self._lock:
@@ -350,10 +334,10 @@ class MemoryStore:
         if now < self._next_sweep:
             return
         self._next_sweep = now + SWEEP_EVERY_SECONDS
-        for key, (period, times) in list(self._hits.items()):
-            if not times or times[-1] <= now - period:
-                del self._hits[key]
         current = math.floor(now * 1000)
+        for key, (period, times) in list(self._hits.items()):
+            if not times or times[-1] <= current - period:
+                del self._hits[key]
         for call_id, forget in list(self._ended.items()):
             if forget <= current:
                 del self._ended[call_id]
@@ -367,3 +351,25 @@ class MemoryStore:
         for key, leases in list(self._slots.items()):
             if not leases.live(current):
                 del self._slots[key]
+
+
+def _wait(times: deque[int], limit: int, period: int, now: int) -> int:
+    """Milliseconds until one more attempt fits a window of attempt ``times`` (0: now),
+    as the Redis scripts count them."""
+    while times and times[0] <= now - period:
+        times.popleft()
+    if len(times) >= limit:
+        return max(times[len(times) - limit] + period - now, 1)
+    return 0
+
+
+def _over_budget(
+    rule: ScopeRule, today: Day, index: int, until_tomorrow: int
+) -> tuple[int, str, int] | None:
+    """The refusal by a scope's daily budget in calls or minutes, if it has run out."""
+    if rule.calls_per_day is not None and today.calls >= rule.calls_per_day:
+        return (index, "calls", until_tomorrow)
+    minutes = rule.minutes_per_day
+    if minutes is not None and today.milliseconds >= minutes * 60_000:
+        return (index, "minutes", until_tomorrow)
+    return None
