@@ -8,7 +8,7 @@ import pytest
 
 from oneinbox_emulator.api import DEFAULT_API_KEY, EmulatorAPI
 
-from .support import API_KEY
+from .support import API_KEY, fake_oneinbox
 
 assert API_KEY == DEFAULT_API_KEY
 
@@ -21,9 +21,7 @@ def anyio_backend() -> str:
 @pytest.fixture
 def oneinbox() -> EmulatorAPI:
     """A fresh fake OneInbox API that knows agents agt_demo and agt_sales."""
-    api = EmulatorAPI(api_keys=[API_KEY])
-    api.registry.agents.update({"agt_demo", "agt_sales"})
-    return api
+    return fake_oneinbox()
 
 
 @pytest.fixture

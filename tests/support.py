@@ -50,6 +50,11 @@ def user_from_header(request: CallRequest) -> str | None:
     return request.headers.get("x-user") or None
 
 
+def tenant_from_header(request: CallRequest) -> str | None:
+    """tenant: the tenant is whatever the ``X-Tenant`` header names (tests only)."""
+    return request.headers.get("x-tenant") or None
+
+
 def options(**extra: Any) -> dict[str, Any]:
     """The middleware's options with the test key and agent, callers named by ``X-User``;
     ``extra`` wins."""
@@ -95,6 +100,13 @@ def error_code(response: httpx.Response) -> str:
     assert set(body["error"]) == {"code", "message"}, body
     assert body["error"]["message"]
     return str(body["error"]["code"])
+
+
+def fake_oneinbox() -> EmulatorAPI:
+    """A fresh fake OneInbox API that knows agents agt_demo and agt_sales."""
+    api = EmulatorAPI(api_keys=[API_KEY])
+    api.registry.agents.update({"agt_demo", "agt_sales"})
+    return api
 
 
 def creates(oneinbox: EmulatorAPI) -> int:

@@ -1,9 +1,16 @@
-"""One replica for the multi-process test: ``python -m tests.guards.replica``.
+"""One replica for the multi-process tests: ``python -m tests.guards.replica``.
 
 Configured only by the environment, as a deployment would be: ONEINBOX_API_KEY,
-ONEINBOX_AGENT_ID, ONEINBOX_BASE_URL, ONEINBOX_REDIS_URL (the shared limit store)
-and REPLICA_MAX_CONCURRENT_CALLS. Callers are named by the ``X-User`` header.
-Serves on 127.0.0.1 on a free port and prints ``PORT <n>`` once it listens.
+ONEINBOX_AGENT_ID, ONEINBOX_BASE_URL, ONEINBOX_REDIS_URL (the shared limit store), and
+the caps, each a whole number or absent (then no such cap):
+
+- REPLICA_MAX_CONCURRENT_CALLS: each caller's (named by the ``X-User`` header);
+- REPLICA_TENANT_MAX_CONCURRENT_CALLS: each tenant's (named by the ``X-Tenant`` header;
+  a start-call without one has no tenant scope);
+- REPLICA_GLOBAL_MAX_CONCURRENT_CALLS: everyone's.
+
+Rate limits are off. Serves on 127.0.0.1 on a free port and prints ``PORT <n>`` once it
+listens.
 """
 
 from __future__ import annotations
@@ -15,8 +22,19 @@ import uvicorn
 from starlette.applications import Starlette
 
 from oneinbox_asgi import OneInboxMiddleware
+from oneinbox_asgi.guards import Budget
 
-from ..support import user_from_header
+from ..support import tenant_from_header, user_from_header
+
+
+def cap(variable: str) -> int | None:
+    value = os.environ.get(variable)
+    return int(value) if value else None
+
+
+def budget(variable: str) -> Budget | None:
+    most = cap(variable)
+    return None if most is None else Budget(max_concurrent_calls=most)
 
 
 def make_app() -> OneInboxMiddleware:
@@ -24,7 +42,10 @@ def make_app() -> OneInboxMiddleware:
         Starlette(),
         authorize=user_from_header,
         rate_limit=None,
-        max_concurrent_calls=int(os.environ["REPLICA_MAX_CONCURRENT_CALLS"]),
+        max_concurrent_calls=cap("REPLICA_MAX_CONCURRENT_CALLS"),
+        tenant=tenant_from_header,
+        tenant_budget=budget("REPLICA_TENANT_MAX_CONCURRENT_CALLS"),
+        global_budget=budget("REPLICA_GLOBAL_MAX_CONCURRENT_CALLS"),
     )
 
 

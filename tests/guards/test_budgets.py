@@ -12,19 +12,24 @@ import anyio
 import httpx
 import pytest
 
-from oneinbox_asgi import CallRequest, ConfigurationError
+from oneinbox_asgi import ConfigurationError
 from oneinbox_asgi.guards import Budget, BudgetAlert, KillSwitch, RedisStore
 from oneinbox_emulator.api import EmulatorAPI
 
-from ..support import END, START, FakeClock, StoreFactory, broker, client_for, error_code
+from ..support import (
+    END,
+    START,
+    FakeClock,
+    StoreFactory,
+    broker,
+    client_for,
+    error_code,
+    tenant_from_header,
+)
 
 pytestmark = pytest.mark.anyio
 
 DAY = 86_400.0
-
-
-def tenant_from_header(request: CallRequest) -> str | None:
-    return request.headers.get("x-tenant") or None
 
 
 def budgets(**extra: Any) -> dict[str, Any]:

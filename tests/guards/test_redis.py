@@ -1,19 +1,12 @@
-"""Redis-only behaviour: replicas in separate processes share one budget; Redis down fails
-closed fast and recovers by itself; scripts survive SCRIPT FLUSH and a restart."""
+"""Redis-only behaviour: Redis down fails closed fast and recovers by itself; scripts
+survive SCRIPT FLUSH and a restart. (Replicas in separate processes: test_replicas.py.)"""
 
 from __future__ import annotations
 
 import logging
-import os
-import select
 import socket
-import subprocess
-import sys
 import time
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from pathlib import Path
 
 import anyio
 import httpx
@@ -22,121 +15,10 @@ import pytest
 from oneinbox_asgi.guards import RedisStore, StoreUnavailable
 from oneinbox_emulator.api import EmulatorAPI
 
-from ..servers import serve
-from ..support import AGENT_ID, API_KEY, END, START, broker, client_for, creates, error_code
+from ..support import END, START, broker, client_for, creates, error_code
 from .redis_server import RedisServer, command
 
 pytestmark = [pytest.mark.anyio, pytest.mark.redis]
-
-ROOT = Path(__file__).resolve().parents[2]
-PROXY_VARIABLES = ("http_proxy", "https_proxy", "all_proxy", "no_proxy")
-
-
-@contextmanager
-def replica(env: dict[str, str], log: Path, timeout: float = 15.0) -> Iterator[str]:
-    """One uvicorn process running tests/guards/replica.py; yields its base URL.
-
-    Its stderr (warnings such as "limits unavailable") goes to ``log``.
-    """
-    with log.open("wb") as sink:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "tests.guards.replica"],
-            cwd=ROOT,
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=sink,
-        )
-    try:
-        assert process.stdout is not None
-        deadline = time.monotonic() + timeout
-        line = b""
-        while not line.endswith(b"\n"):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or process.poll() is not None:
-                raise RuntimeError(f"replica did not start: {log.read_text()[-2000:]}")
-            ready, _, _ = select.select([process.stdout], [], [], remaining)
-            if ready:
-                line += process.stdout.read1(256)  # type: ignore[attr-defined]
-        assert line.startswith(b"PORT "), line
-        yield f"http://127.0.0.1:{int(line.split()[1])}"
-    finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stdout is not None:
-            process.stdout.close()
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("topology", ["redis_url", "sentinel_url", "cluster_url"])
-async def test_two_replica_processes_share_one_budget(
-    oneinbox: EmulatorAPI, topology: str, request: pytest.FixtureRequest, tmp_path: Path
-) -> None:
-    """On one Redis, through Sentinel and on a Redis Cluster alike."""
-    redis_url = request.getfixturevalue(topology)
-    with ExitStack() as stack:
-        upstream = stack.enter_context(serve(oneinbox))
-        env = {k: v for k, v in os.environ.items() if k.lower() not in PROXY_VARIABLES}
-        env.update(
-            ONEINBOX_API_KEY=API_KEY,
-            ONEINBOX_AGENT_ID=AGENT_ID,
-            ONEINBOX_BASE_URL=upstream,
-            ONEINBOX_REDIS_URL=redis_url,
-            REPLICA_MAX_CONCURRENT_CALLS="3",
-            PYTHONPATH=str(ROOT),
-        )
-        logs = [tmp_path / f"replica-{i}.log" for i in range(2)]
-        urls = [stack.enter_context(replica(env, log)) for log in logs]
-        assert urls[0] != urls[1]
-        results: list[tuple[int, int, str]] = []
-        limits = httpx.Limits(max_connections=100)
-        async with httpx.AsyncClient(
-            headers={"x-user": "same-user"}, limits=limits, trust_env=False, timeout=10
-        ) as client:
-
-            async def one(i: int) -> None:
-                which = i % 2
-                response = await client.post(urls[which] + START, json={})
-                code = "created" if response.status_code == 201 else error_code(response)
-                results.append((which, response.status_code, code))
-                if response.status_code == 201:
-                    tokens.append((which, response.json()["end_token"]))
-
-            tokens: list[tuple[int, str]] = []
-            for url in urls:  # warm replicas (first requests pay for lazy imports, connections)
-                warm = await client.post(url + START, json={}, headers={"x-user": "warm-up"})
-                assert warm.status_code == 201, warm.text
-                ended = await client.post(
-                    url + END,
-                    json={"end_token": warm.json()["end_token"]},
-                    headers={"x-user": "warm-up"},
-                )
-                assert ended.status_code == 200, ended.text
-            oneinbox.received.clear()
-            oneinbox.misbehave(delay=0.3)  # every create is slow, so the whole burst overlaps
-            with anyio.fail_after(30):
-                async with anyio.create_task_group() as tasks:
-                    for i in range(100):
-                        tasks.start_soon(one, i)
-            tally = Counter((status, code) for _, status, code in results)
-            per_replica = Counter(which for which, _, _ in results)
-            print(f"two replicas on {topology}, 100 concurrent, cap 3: {dict(tally)}")
-            replica_logs = "\n".join(log.read_text()[-3000:] for log in logs)
-            assert per_replica == {0: 50, 1: 50}
-            assert tally == {(201, "created"): 3, (429, "too_many_calls"): 97}, replica_logs
-            assert creates(oneinbox) == 3
-
-            # A handle from one replica ends the call on the other, freeing the shared slot.
-            which, token = tokens[0]
-            other = urls[1 - which]
-            ended = await client.post(other + END, json={"end_token": token})
-            assert ended.status_code == 200, ended.text
-            again = await client.post(urls[which] + START, json={})
-            assert again.status_code == 201, again.text
-            assert (await client.post(other + START, json={})).status_code == 429
 
 
 async def test_redis_down_fails_closed_fast_then_recovers_without_a_restart(

@@ -9,8 +9,7 @@ import contextlib
 import gc
 import logging
 import time
-from collections import Counter, defaultdict
-from collections.abc import Callable
+from functools import partial
 
 import anyio
 import httpx
@@ -21,87 +20,26 @@ from oneinbox_asgi.guards import RedisStore, StoreUnavailable
 from oneinbox_asgi.stores.redis_connect import parse, redacted
 from oneinbox_emulator.api import EmulatorAPI
 
-from ..support import END, START, broker, client_for, error_code
+from ..support import END, START, broker, client_for
 from .redis_server import command
 from .redis_topologies import SERVICE, Cluster, SentinelSet
+from .support import (
+    LEAKS_UNDER_FAILURE,
+    RECOVERY_BOUND,
+    Burst,
+    assert_failed_closed,
+    burst_through,
+    restart,
+)
 
 CAP = 2
 USERS = 8
-BURST = 160
-SPACING = 0.025  # seconds between starts: the burst spans 4 s, past the failover
-RECOVERY_BOUND = 10.0
-
-# redis-py drops some connections without closing them when a failure lands mid-command
-# (the cluster client re-reading the topology, a Sentinel query cut by the deadline): the
-# tests collect them (gc.collect()) before they end, so they warn here, not in a later test.
-LEAKS_UNDER_FAILURE = pytest.mark.filterwarnings(
-    "ignore::ResourceWarning", "ignore::pytest.PytestUnraisableExceptionWarning"
+#: USERS callers, CAP calls each, all kept.
+CALLERS = Burst(
+    sender=lambda i: (f"u{i % USERS}", {"x-user": f"u{i % USERS}"}),
+    refusal=(429, "too_many_calls"),
+    probe={"x-user": "later"},
 )
-
-
-async def burst_through(
-    app: object, disrupt: Callable[[], None], at: float = 0.3
-) -> tuple[Counter[tuple[int, str]], dict[str, int], float]:
-    """Start-calls by USERS callers (cap CAP each) spread over the burst, ``disrupt`` run
-    (in a thread) ``at`` seconds in; then start-calls by a new caller until one is
-    created. Answers the tally of (status, code), the 201s per caller, and how long after
-    the disruption began start-call was served again for good (the first 201 or 429 after
-    the last 503)."""
-    statuses: list[tuple[int, str]] = []
-    answered: list[tuple[float, int]] = []  # (when, status)
-    created: dict[str, int] = defaultdict(int)
-    disrupted = float("inf")
-    async with client_for(app) as client:
-
-        async def one(i: int) -> None:
-            await anyio.sleep(i * SPACING)
-            user = f"u{i % USERS}"
-            try:
-                response = await client.post(START, json={}, headers={"x-user": user})
-            except BaseException as exc:  # a task group would hide a cancelled request
-                statuses.append((0, type(exc).__name__))
-                raise
-            code = "created" if response.status_code == 201 else error_code(response)
-            statuses.append((response.status_code, code))
-            answered.append((time.monotonic(), response.status_code))
-            if response.status_code == 201:
-                created[user] += 1
-
-        with anyio.fail_after(30):
-            async with anyio.create_task_group() as tasks:
-                for i in range(BURST):
-                    tasks.start_soon(one, i)
-                await anyio.sleep(at)
-                disrupted = time.monotonic()
-                await anyio.to_thread.run_sync(disrupt)
-            # recovers by itself: a new caller is served again within a bounded time
-            while True:
-                response = await client.post(START, json={}, headers={"x-user": "later"})
-                answered.append((time.monotonic(), response.status_code))
-                if response.status_code == 201:
-                    break
-                assert error_code(response) == "limits_unavailable", response.text
-                assert time.monotonic() - disrupted < RECOVERY_BOUND, "did not recover"
-                await anyio.sleep(0.1)
-            # every burst caller still at its cap: nothing was forgotten by the failover
-            for user in sorted(created):
-                again = await client.post(START, json={}, headers={"x-user": user})
-                assert again.status_code == 429, (user, again.text)
-    last_503 = max(when for when, status in answered if status == 503)
-    served = min(when for when, status in answered if status != 503 and when > last_503)
-    return Counter(statuses), dict(created), served - disrupted
-
-
-def assert_failed_closed(
-    tally: Counter[tuple[int, str]], created: dict[str, int], oneinbox: EmulatorAPI
-) -> None:
-    assert set(tally) <= {(201, "created"), (429, "too_many_calls"), (503, "limits_unavailable")}
-    assert sum(tally.values()) == BURST
-    assert tally[(503, "limits_unavailable")] > 0  # the failure did land inside the burst
-    assert all(count <= CAP for count in created.values()), created
-    # nothing went upstream beyond the calls created (+1: the caller "later")
-    creates = sum(1 for r in oneinbox.received if r.path == "/v1/calls/web")
-    assert creates == tally[(201, "created")] + 1
 
 
 @pytest.mark.redis
@@ -124,14 +62,14 @@ async def test_a_sentinel_failover_mid_burst_fails_closed_and_recovers(
     )
     old = own_sentinel.master()
     try:
-        tally, created, recovered = await burst_through(app, old.kill)
+        async with client_for(app) as client:
+            outcome = await burst_through([client], old.kill, CALLERS)
     finally:
         await store.aclose()
         gc.collect()
-    print(f"sentinel failover mid-burst: {dict(tally)}, recovered in {recovered:.2f} s")
+    print(f"sentinel failover mid-burst: {outcome}")
     assert own_sentinel.master_port() != old.port  # the replica was promoted
-    assert_failed_closed(tally, created, oneinbox)
-    assert recovered < RECOVERY_BOUND
+    assert_failed_closed(outcome, CALLERS, CAP, oneinbox)
 
 
 @pytest.mark.redis
@@ -151,20 +89,14 @@ async def test_a_cluster_node_restart_mid_burst_fails_closed_and_recovers(
         http_client=upstream_client, store=store, rate_limit=None, max_concurrent_calls=CAP
     )
     node = own_cluster.owner("{oneinbox-asgi}")
-
-    def restart() -> None:
-        node.kill()
-        time.sleep(0.5)
-        node.start()
-
     try:
-        tally, created, recovered = await burst_through(app, restart)
+        async with client_for(app) as client:
+            outcome = await burst_through([client], partial(restart, node), CALLERS)
     finally:
         await store.aclose()
         gc.collect()
-    print(f"cluster node restart mid-burst: {dict(tally)}, recovered in {recovered:.2f} s")
-    assert_failed_closed(tally, created, oneinbox)
-    assert recovered < RECOVERY_BOUND
+    print(f"cluster node restart mid-burst: {outcome}")
+    assert_failed_closed(outcome, CALLERS, CAP, oneinbox)
 
 
 # -- the URLs ----------------------------------------------------------------------------
