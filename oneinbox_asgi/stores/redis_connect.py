@@ -219,8 +219,6 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
         return single
 
     if target.topology == "sentinel":
-        from redis.asyncio.sentinel import Sentinel
-
         sentinel_kwargs: dict[str, Any] = {
             "socket_connect_timeout": timeout,
             "socket_timeout": timeout,
@@ -231,7 +229,7 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
                 (name, value) for name, value in target.options.items() if name.startswith("ssl")
             )
             sentinel_kwargs["ssl"] = True
-        sentinel = Sentinel(list(target.nodes), sentinel_kwargs=sentinel_kwargs)  # type: ignore[no-untyped-call]
+        sentinel = _classes()[2](list(target.nodes), sentinel_kwargs=sentinel_kwargs)
         options = {**bounds, **target.options, "ssl": target.tls}
         bounded_redis = _classes()[0]
         client: Redis = sentinel.master_for(
@@ -339,9 +337,24 @@ async def _check_master(client: Any) -> None:
         address = await pool.sentinel_manager.discover_master(pool.service_name)
     except Exception:  # sentinels unreachable: the commands find out for themselves
         return
-    if pool.master_address is not None and address != pool.master_address:
-        pool.master_address = address
+    # Not only "has the pool's master changed": redis-py updates ``master_address`` itself
+    # when it opens a connection, dropping only the idle ones, so a connection busy at
+    # that moment stays on the old master with the pool already naming the new one. Any
+    # connection still on another server than the sentinels' master is dropped.
+    pool.master_address = address
+    connections = [
+        *getattr(pool, "_available_connections", ()),
+        *getattr(pool, "_in_use_connections", ()),
+    ]
+    if any(_elsewhere(connection, address) for connection in connections):
         await pool.disconnect(inuse_connections=True)
+
+
+def _elsewhere(connection: Any, address: tuple[str, int]) -> bool:
+    """Whether a connected connection talks to another server than ``address``."""
+    if not getattr(connection, "is_connected", False):
+        return False
+    return (connection.host, int(connection.port)) != (address[0], int(address[1]))
 
 
 async def _initialized(client: Any) -> None:
@@ -363,9 +376,10 @@ async def _initialized(client: Any) -> None:
 
 
 @functools.cache
-def _classes() -> tuple[type[Any], type[Any]]:
+def _classes() -> tuple[type[Any], type[Any], type[Any]]:
     from redis.asyncio import Redis
     from redis.asyncio.cluster import RedisCluster
+    from redis.asyncio.sentinel import MasterNotFoundError, Sentinel
 
     class GuardedRedis(Redis):
         """One server's or a Sentinel master's client, its commands ``guarded``."""
@@ -382,7 +396,42 @@ def _classes() -> tuple[type[Any], type[Any]]:
             command = super().execute_command
             return await guarded(self, command, args, kwargs)
 
-    return GuardedRedis, GuardedCluster
+    class EpochSentinel(Sentinel):
+        """Sentinels asked all at once, the master taken from the one that knows the
+        newest configuration (the highest ``config-epoch``).
+
+        redis-py takes the first sentinel that names a master. Right after a failover
+        the sentinels disagree for a second or two (the others learn the new epoch from
+        the leader's hello messages): asked first, a lagging sentinel names the old
+        master, and with the old master still up (``SENTINEL FAILOVER``, a partition)
+        new connections go back to it and their writes are lost when it is demoted.
+        """
+
+        async def discover_master(self, service_name: str) -> tuple[str, int]:
+            answers = await asyncio.gather(
+                *(sentinel.sentinel_masters() for sentinel in self.sentinels),
+                return_exceptions=True,
+            )
+            best: tuple[int, str, int] | None = None
+            errors = []
+            for sentinel, masters in zip(self.sentinels, answers, strict=True):
+                if isinstance(masters, BaseException):
+                    if not isinstance(masters, Exception):
+                        raise masters
+                    errors.append(f"{sentinel} - {masters!r}")
+                    continue
+                state = masters.get(service_name) if isinstance(masters, dict) else None
+                if state and self.check_master_state(state, service_name):
+                    epoch = int(state.get("config-epoch", 0))
+                    if best is None or epoch > best[0]:
+                        ip = self._force_master_ip or state["ip"]
+                        best = (epoch, ip, int(state["port"]))
+            if best is None:
+                said = f": {', '.join(errors)}" if errors else ""
+                raise MasterNotFoundError(f"No master found for {service_name!r}{said}")
+            return best[1], best[2]
+
+    return GuardedRedis, GuardedCluster, EpochSentinel
 
 
 def client_errors() -> tuple[type[BaseException], ...]:
