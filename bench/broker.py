@@ -83,6 +83,9 @@ def redis_topologies(root: Path, smoke: bool) -> Iterator[dict[str, str]]:
         return
     from tests.guards.redis_topologies import Cluster, SentinelSet
 
+    # Fresh directories: a cluster node finding the nodes.conf of an earlier run would
+    # refuse the slots it is given ("Slot 0 is already busy").
+    shutil.rmtree(root, ignore_errors=True)
     sentinel = SentinelSet(binary, root / "sentinel")
     cluster = Cluster(binary, root / "cluster")
     try:
