@@ -3,11 +3,13 @@
 Start-call awaits under a deadline once or more per request (the request body, each
 Redis operation), so its cost counts: ``asyncio.timeout`` takes about 3 µs, anyio's
 ``fail_after`` about 10, and even one timer of the loop's own per operation is most of
-the cost of reading a small body. On asyncio, ``within`` notes the operation in its
-loop's ``Deadlines``, whose one timer is armed for the earliest deadline noted (all
-deadlines come in nearly in order, so it is rarely moved), and forgets it when it is
-done: a dict entry, no timer, per operation. Elsewhere (trio) it is anyio's
-``fail_after``. Either way a cancellation from outside stays a cancellation.
+the cost of reading a small body. On asyncio, ``within`` queues the operation in its
+loop's ``Deadlines``, one queue per duration (a queue of one duration is in deadline
+order by construction), under one timer armed for the earliest deadline; an operation
+that finishes is only marked done. Per operation: an append and a flag, no timer, and no
+scan of the others ever (a marked one leaves its queue when it reaches the front).
+Elsewhere (trio) it is anyio's ``fail_after``. Either way a cancellation from outside
+stays a cancellation.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import weakref
 from asyncio import _get_running_loop as asyncio_running_loop
+from collections import deque
 from collections.abc import Awaitable
 from typing import TypeVar
 
@@ -24,68 +27,70 @@ T = TypeVar("T")
 
 
 class _Waiting:
-    """One operation under a deadline: its task, when it must be done, whether it fired."""
+    """One operation under a deadline: its task (until done), its deadline, and whether
+    the deadline fired."""
 
-    __slots__ = ("fired", "task", "when")
+    __slots__ = ("done", "fired", "task", "when")
 
     def __init__(self, task: asyncio.Task[object], when: float) -> None:
-        self.task = task
+        self.task: asyncio.Task[object] | None = task
         self.when = when
+        self.done = False
         self.fired = False
 
 
 class Deadlines:
-    """One loop's operations under a deadline, with one timer for all of them."""
+    """One loop's operations under a deadline. It holds no reference to its loop (it is
+    kept by a weak mapping from the loop), and none to the task of a finished operation."""
 
-    def __init__(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._loop = loop
-        self._waiting: dict[int, _Waiting] = {}  # by id(): several per task may nest
-        self._timer: asyncio.TimerHandle | None = None
+    def __init__(self) -> None:
+        self._queues: dict[float, deque[_Waiting]] = {}  # by duration, each in time order
         self._armed_for = float("inf")
 
-    def add(self, task: asyncio.Task[object], seconds: float) -> _Waiting:
-        waiting = _Waiting(task, self._loop.time() + seconds)
-        self._waiting[id(waiting)] = waiting
+    def add(
+        self, loop: asyncio.AbstractEventLoop, task: asyncio.Task[object], seconds: float
+    ) -> _Waiting:
+        waiting = _Waiting(task, loop.time() + seconds)
+        queue = self._queues.get(seconds)
+        if queue is None:
+            queue = self._queues[seconds] = deque()
+        while queue and queue[0].done:  # finished ones at the front leave as they go
+            queue.popleft()
+        queue.append(waiting)
         if waiting.when < self._armed_for:
-            self._arm(waiting.when)
+            # A timer already armed for later is left to fire: it finds nothing due.
+            self._armed_for = waiting.when
+            loop.call_at(waiting.when, self._fire)
         return waiting
 
-    def discard(self, waiting: _Waiting) -> None:
-        # The timer stays armed: when it fires it finds nothing due and re-arms or stops.
-        self._waiting.pop(id(waiting), None)
-
-    def _arm(self, when: float) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-        self._armed_for = when
-        self._timer = self._loop.call_at(when, self._fire)
+    @staticmethod
+    def discard(waiting: _Waiting) -> None:
+        waiting.done = True
+        waiting.task = None
 
     def _fire(self) -> None:
-        self._timer = None
-        self._armed_for = float("inf")
-        now = self._loop.time()
+        loop = asyncio.get_running_loop()
+        now = loop.time()
         earliest = float("inf")
-        for key, waiting in list(self._waiting.items()):
-            if waiting.when <= now:
-                del self._waiting[key]
-                waiting.fired = True
-                waiting.task.cancel()
-            elif waiting.when < earliest:
-                earliest = waiting.when
-        if earliest != float("inf"):
-            self._arm(earliest)
+        for seconds, queue in list(self._queues.items()):
+            while queue and (queue[0].done or queue[0].when <= now):
+                waiting = queue.popleft()
+                if not waiting.done and waiting.task is not None:
+                    waiting.fired = True
+                    waiting.task.cancel()
+            if queue:
+                earliest = min(earliest, queue[0].when)
+            else:
+                del self._queues[seconds]
+        if earliest < self._armed_for or self._armed_for <= now:
+            self._armed_for = earliest
+            if earliest != float("inf"):
+                loop.call_at(earliest, self._fire)
 
 
 _LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (
     weakref.WeakKeyDictionary()
 )
-
-
-def _deadlines(loop: asyncio.AbstractEventLoop) -> Deadlines:
-    deadlines = _LOOPS.get(loop)
-    if deadlines is None:
-        deadlines = _LOOPS[loop] = Deadlines(loop)
-    return deadlines
 
 
 async def within(seconds: float, operation: Awaitable[T]) -> T:
@@ -97,9 +102,11 @@ async def within(seconds: float, operation: Awaitable[T]) -> T:
     task = asyncio.current_task(loop)
     if task is None:  # a coroutine driven by hand, outside any task: nothing to cancel
         return await operation
+    deadlines = _LOOPS.get(loop)
+    if deadlines is None:
+        deadlines = _LOOPS[loop] = Deadlines()
     cancelling = task.cancelling()
-    deadlines = _deadlines(loop)
-    waiting = deadlines.add(task, seconds)
+    waiting = deadlines.add(loop, task, seconds)
     try:
         result = await operation
     except asyncio.CancelledError:
@@ -108,7 +115,7 @@ async def within(seconds: float, operation: Awaitable[T]) -> T:
             raise TimeoutError from None
         raise
     finally:
-        deadlines.discard(waiting)
+        Deadlines.discard(waiting)
     if waiting.fired:  # it fired as the operation finished: its cancellation is taken back
         task.uncancel()
     return result

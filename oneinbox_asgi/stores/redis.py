@@ -297,7 +297,7 @@ class RedisStore:
         self._add_ms: AsyncScript = self._redis.register_script(ADD_MS)
         self._usage: AsyncScript = self._redis.register_script(USAGE)
         # Scripts asked for at the same moment go as one pipeline (redis_batch.py).
-        self._batch = ScriptBatch(self._redis, guarded)
+        self._batch = ScriptBatch(self._redis, guarded, timeout=self.timeout)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, timeout={self.timeout!r})"

@@ -40,6 +40,8 @@ CLIENT_NAME = "oneinbox-asgi"
 #: How often a Sentinel client asks the sentinels which server is the master.
 MASTER_CHECK_SECONDS = 1.0
 SENTINEL_PORT = 26379
+#: How long the sentinels still to answer are waited for once a majority has.
+SENTINEL_GRACE_SECONDS = 0.05
 REDIS_PORT = 6379
 
 #: Scheme -> (topology, TLS).
@@ -222,6 +224,9 @@ def connect(url: str, *, timeout: float, max_connections: int) -> Redis | RedisC
         sentinel_kwargs: dict[str, Any] = {
             "socket_connect_timeout": timeout,
             "socket_timeout": timeout,
+            # No retries of a sentinel's answer (redis-py's default retries up to 10
+            # times): the others are asked at the same time.
+            "retry": Retry(NoBackoff(), 0),
             **target.sentinel_options,
         }
         if target.tls:
@@ -323,7 +328,7 @@ def _follow_master(client: Any) -> None:
     if getattr(client, "_oneinbox_sentinel", None) is None:
         return
     now = time.monotonic()
-    if now < client._oneinbox_next_check:
+    if now < client._oneinbox_next_check or client._oneinbox_checks:  # one at a time
         return
     client._oneinbox_next_check = now + MASTER_CHECK_SECONDS
     task = asyncio.get_running_loop().create_task(_check_master(client))
@@ -346,8 +351,9 @@ async def _check_master(client: Any) -> None:
         *getattr(pool, "_available_connections", ()),
         *getattr(pool, "_in_use_connections", ()),
     ]
-    if any(_elsewhere(connection, address) for connection in connections):
-        await pool.disconnect(inuse_connections=True)
+    for connection in connections:
+        if _elsewhere(connection, address):  # those on the master go on undisturbed
+            await connection.disconnect()
 
 
 def _elsewhere(connection: Any, address: tuple[str, int]) -> bool:
@@ -408,28 +414,47 @@ def _classes() -> tuple[type[Any], type[Any], type[Any]]:
         """
 
         async def discover_master(self, service_name: str) -> tuple[str, int]:
-            answers = await asyncio.gather(
-                *(sentinel.sentinel_masters() for sentinel in self.sentinels),
-                return_exceptions=True,
-            )
-            best: tuple[int, str, int] | None = None
+            asked = [
+                asyncio.ensure_future(sentinel.sentinel_masters()) for sentinel in self.sentinels
+            ]
+            try:
+                # A majority's answers, not everyone's: one sentinel unreachable must not
+                # make every new connection wait for its timeout.
+                majority = len(asked) // 2 + 1
+                pending: set[asyncio.Future[Any]] = set(asked)
+                while pending and sum(1 for a in asked if a.done()) < majority:
+                    _, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                if pending:  # the rest a moment more: the newest may be among them
+                    await asyncio.wait(pending, timeout=SENTINEL_GRACE_SECONDS)
+            finally:
+                for answer in asked:
+                    answer.cancel()
+            best: tuple[int, Any, dict[str, Any]] | None = None
             errors = []
-            for sentinel, masters in zip(self.sentinels, answers, strict=True):
-                if isinstance(masters, BaseException):
-                    if not isinstance(masters, Exception):
-                        raise masters
-                    errors.append(f"{sentinel} - {masters!r}")
+            for sentinel, answer in zip(self.sentinels, asked, strict=True):
+                if not answer.done() or answer.cancelled():
                     continue
+                if answer.exception() is not None:
+                    errors.append(f"{sentinel} - {answer.exception()!r}")
+                    continue
+                masters = answer.result()
                 state = masters.get(service_name) if isinstance(masters, dict) else None
                 if state and self.check_master_state(state, service_name):
                     epoch = int(state.get("config-epoch", 0))
                     if best is None or epoch > best[0]:
-                        ip = self._force_master_ip or state["ip"]
-                        best = (epoch, ip, int(state["port"]))
+                        best = (epoch, sentinel, state)
             if best is None:
                 said = f": {', '.join(errors)}" if errors else ""
                 raise MasterNotFoundError(f"No master found for {service_name!r}{said}")
-            return best[1], best[2]
+            _, sentinel, state = best
+            if "failover_in_progress" in state.get("flags", ()):
+                # Its state still names the old master until the replicas are moved over;
+                # this answer names the one it has promoted.
+                ip, port = await sentinel.sentinel_get_master_addr_by_name(service_name)
+            else:
+                ip, port = state["ip"], state["port"]
+            forced = getattr(self, "_force_master_ip", None)  # redis-py >= 6 only
+            return forced or ip, int(port)
 
     return GuardedRedis, GuardedCluster, EpochSentinel
 

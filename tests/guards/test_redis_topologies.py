@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import gc
 import logging
+import socket
 import time
 from functools import partial
 
@@ -273,3 +274,25 @@ async def test_after_a_sentinel_failover_with_the_old_master_up_writes_follow_wi
     finally:
         await store.aclose()
         gc.collect()
+
+
+@pytest.mark.slow
+@pytest.mark.anyio
+async def test_an_unreachable_sentinel_does_not_slow_finding_the_master(
+    redis_sentinel: SentinelSet,
+) -> None:
+    """A sentinel that accepts connections and never answers (a hung VM) is listed first:
+    the master is still found from the others at once, not after its timeout."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in redis_sentinel.sentinels)
+        url = f"redis+sentinel://127.0.0.1:{silent.getsockname()[1]},{hosts}/{SERVICE}/0"
+        store = RedisStore(url, timeout=1.0)
+        try:
+            started = time.monotonic()
+            assert await store.acquire("probe", "s1", 10, 60)  # a first connection: discovery
+            assert time.monotonic() - started < 0.5
+        finally:
+            await store.aclose()
+            gc.collect()

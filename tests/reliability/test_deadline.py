@@ -7,7 +7,9 @@ leaves the task's cancel count as asyncio's own ``timeout`` would).
 from __future__ import annotations
 
 import asyncio
+import gc
 import time
+import weakref
 
 import anyio
 import pytest
@@ -118,3 +120,19 @@ def test_nested_deadlines_in_one_task_are_each_their_own() -> None:
         return await within(1.0, answer_after(0.1))  # the outer's deadline still holds
 
     assert asyncio.run(main()) == "answer"
+
+
+def test_a_finished_loop_is_not_kept_alive() -> None:
+    # Regression: the loop's deadlines held the loop (and so themselves) for good.
+    loops: list[weakref.ref[asyncio.AbstractEventLoop]] = []
+
+    async def main() -> None:
+        loops.append(weakref.ref(asyncio.get_running_loop()))
+        await within(1.0, answer_after(0))
+        with pytest.raises(TimeoutError):
+            await within(0.01, answer_after(1))
+
+    for _ in range(3):
+        asyncio.run(main())
+    gc.collect()
+    assert [ref() for ref in loops] == [None, None, None]
