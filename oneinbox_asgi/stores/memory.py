@@ -119,22 +119,32 @@ class MemoryStore:
             self._sweep(seconds)
             now = math.floor(seconds * 1000)
             period_ms = duration_ms(period)
-            entry = self._hits.get(key)
-            if entry is None:
-                entry = self._hits[key] = (period_ms, deque())
-            wait_ms = _wait(entry[1], limit, period_ms, now)
+            times = self._window(key, period_ms)
+            wait_ms = _wait(times, limit, period_ms, now)
             if not wait_ms:
-                entry[1].append(now)
+                times.append(now)
             return wait_ms / 1000
+
+    def _window(self, key: str, period_ms: int) -> deque[int]:
+        """A key's attempt times (ms) in its rate window, made empty if it has none."""
+        entry = self._hits.get(key)
+        if entry is None:
+            entry = self._hits[key] = (period_ms, deque())
+        return entry[1]
+
+    def _leases(self, key: str) -> Leases:
+        """A key's leases, made empty if it has none."""
+        leases = self._slots.get(key)
+        if leases is None:
+            leases = self._slots[key] = Leases()
+        return leases
 
     async def acquire(self, key: str, slot: str, cap: int, lease: float) -> int:
         with self._lock:
             now = self.clock()
             self._sweep(now)
             current = math.floor(now * 1000)
-            leases = self._slots.get(key)
-            if leases is None:
-                leases = self._slots[key] = Leases()
+            leases = self._leases(key)
             if leases.live(current, cap) >= cap:
                 return 0
             expires = current + duration_ms(lease)
@@ -216,7 +226,7 @@ class MemoryStore:
             scopes: list[tuple[str, deque[int] | None, Leases | None, Day | None]] = []
             by_rate = by_cap = by_day = None
             for index, rule in enumerate(rules):
-                key = rule.key if rule.scope == "caller" else scope_key(rule.scope, rule.key)
+                key = scope_key(rule.scope, rule.key)
                 hits = self._hits.get(key)
                 leases = self._slots.get(key)
                 today = self._days.get((key, day))
@@ -236,8 +246,7 @@ class MemoryStore:
                 for rule, (key, times, _, _) in zip(rules, scopes, strict=True):
                     if rule.rate is not None:
                         if times is None:
-                            period_ms = duration_ms(rule.rate[1])
-                            times = self._hits.setdefault(key, (period_ms, deque()))[1]
+                            times = self._window(key, duration_ms(rule.rate[1]))
                         times.append(now)
             if refusal is not None:
                 return Admission(0, (refusal[0], refusal[1]), refusal[2], day)
@@ -246,12 +255,12 @@ class MemoryStore:
             for rule, (key, _, leases, today) in zip(rules, scopes, strict=True):
                 # Every scope holds the slot, capped or not: its live count.
                 if leases is None:
-                    leases = self._slots[key] = Leases()
+                    leases = self._leases(key)
                 elif rule.cap is None:  # else the check above dropped the ended ones
                     leases.drop_ended(now)
                 leases.add(slot, expires)
                 if today is None:
-                    today = self._days[(key, day)] = Day()
+                    today = self._day(key, day)
                 today.calls += 1
                 today.calls_per_day = rule.calls_per_day
                 today.minutes_per_day = rule.minutes_per_day
