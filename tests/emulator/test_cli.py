@@ -15,6 +15,7 @@ import pytest
 
 from oneinbox_emulator.serving import BackgroundServers, Served, bind
 
+from ..support import stop_process
 from .receiver import Receiver, receiver_app
 
 pytestmark = pytest.mark.slow
@@ -45,14 +46,7 @@ def command(*args: str, env: dict[str, str] | None = None) -> Iterator[list[str]
                 break
         yield lines
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stdout is not None:
-            process.stdout.close()
+        stop_process(process)
 
 
 def loaded_by_help(module: str, *args: str) -> tuple[str, set[str]]:

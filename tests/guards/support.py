@@ -20,7 +20,7 @@ import pytest
 
 from oneinbox_emulator.api import EmulatorAPI
 
-from ..support import AGENT_ID, API_KEY, END, START, creates, error_code
+from ..support import AGENT_ID, API_KEY, END, START, creates, error_code, stop_process
 from .redis_server import RedisServer
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,16 +78,10 @@ def replicas(
         ]
         yield urls
     finally:
-        for process in processes:
+        for process in processes:  # all told at once, then each waited for
             process.terminate()
         for process in processes:
-            try:
-                process.wait(10)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(5)
-            if process.stdout is not None:
-                process.stdout.close()
+            stop_process(process)
 
 
 def _port_line(process: subprocess.Popen[bytes], log: Path, deadline: float) -> str:

@@ -20,7 +20,7 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from ..support import free_port
+from ..support import free_port, stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 CALLS = int(os.environ.get("ONEINBOX_LOAD_CALLS", "2000"))
@@ -62,12 +62,7 @@ def uvicorn_process(target: str, env: dict[str, str] | None = None) -> Iterator[
                 time.sleep(0.05)
         yield f"http://127.0.0.1:{port}", process.pid
     finally:
-        process.terminate()
-        try:
-            process.wait(10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
+        stop_process(process)
 
 
 def rss_kib(pid: int) -> int:
