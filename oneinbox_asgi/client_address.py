@@ -67,10 +67,7 @@ def network_of(client_ip: str | None, ipv6_subnet: int = DEFAULT_IPV6_SUBNET) ->
         return "unknown"
     if isinstance(client_ip, ClientIP):
         return client_ip.network
-    parsed = _parse_ip(client_ip)
-    if parsed is None:
-        return client_ip[:MAX_ADDRESS_CHARS]
-    return _network(parsed, ipv6_subnet)
+    return _client_ip(client_ip, ipv6_subnet).network
 
 
 def _network(address: ipaddress.IPv4Address | ipaddress.IPv6Address, ipv6_subnet: int) -> str:
