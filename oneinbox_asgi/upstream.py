@@ -10,7 +10,6 @@ back a key or a token).
 from __future__ import annotations
 
 import email.utils
-import json
 import math
 import time
 from collections.abc import Mapping
@@ -18,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
+from .jsoncodec import dumps, loads
 from .redaction import Redactor
 from .telemetry import OFF, Telemetry
 from .transport import Broken, NotSent, Response, TimedOut, Transport, open_transport
@@ -101,7 +101,7 @@ def _detail_of(body: bytes) -> str:
     """OneInbox's reason from an error body: ``detail`` (a string or a list), ``message``,
     ``error``; unredacted and uncut."""
     try:
-        payload = json.loads(body)
+        payload = loads(body)
     except ValueError:
         return ""
     if not isinstance(payload, dict):
@@ -214,7 +214,7 @@ class OneInboxClient:
 
     def _json_object(self, response: Response) -> dict[str, Any]:
         try:
-            answer = json.loads(response.body)
+            answer = loads(response.body)
         except ValueError:
             raise UpstreamBadResponse("OneInbox answered with something that is not JSON") from None
         if not isinstance(answer, dict):
@@ -242,8 +242,7 @@ class OneInboxClient:
         if payload is None:
             body, headers = None, self._auth_headers
         else:
-            # allow_nan=False: Python's json writes NaN/Infinity, which is not JSON.
-            body, headers = json.dumps(payload, allow_nan=False).encode(), self._json_headers
+            body, headers = dumps(payload), self._json_headers
         url = self.base_url + path
         for attempt in range(1, ATTEMPTS + 1):
             remaining = deadline - time.monotonic()

@@ -23,12 +23,13 @@ import base64
 import binascii
 import hashlib
 import hmac
-import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from json.encoder import encode_basestring_ascii
 from typing import Any
+
+from ..jsoncodec import loads
 
 MAX_HANDLE_CHARS = 2048
 PREFIX = "oieh1."
@@ -121,7 +122,7 @@ class HandleSigner:
         ):
             raise HandleRefused("bad signature")
         try:
-            fields = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            fields = loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
         except (ValueError, binascii.Error):  # signed by us, so only if the format changed
             raise HandleRefused("unreadable") from None
         if not (

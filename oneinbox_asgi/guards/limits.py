@@ -322,7 +322,8 @@ class Limits:
         if admission.refused is not None:
             index, what = admission.refused
             raise self._refusal(rules[index].scope, what, admission.retry_ms)
-        await self._alert_calls(rules, admission)
+        if self.on_budget_alert is not None:
+            await self._alert_calls(rules, admission)
         return Slot(slot, admission.expires_ms, rules, admission.day)
 
     def _refusal(self, scope: str, what: str, retry_ms: int) -> CallError:
@@ -349,8 +350,6 @@ class Limits:
         return error
 
     async def _alert_calls(self, rules: tuple[ScopeRule, ...], admission: Admission) -> None:
-        if self.on_budget_alert is None:
-            return
         for rule, used in zip(rules, admission.calls_today, strict=False):
             budget = rule.calls_per_day
             if budget is None:

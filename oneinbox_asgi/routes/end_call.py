@@ -31,11 +31,10 @@ class EndCall(Route):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        key: str | None = None
+        client_ip = self.broker.client_address.of(scope)  # trusted_proxies applied
+        key: str | None = None  # the caller's, once authorize has said who it is
         handle: EndHandle | None = None
         try:
-            client_ip = self.broker.client_address.of(scope)  # trusted_proxies applied
-            key = limit_key(None, client_ip)  # until authorize says who it is
             body = await self.post_body(scope, receive, END_FIELDS)
             token = body.get("end_token")
             if not isinstance(token, str):
@@ -50,6 +49,8 @@ class EndCall(Route):
         except (CallError, *DOMAIN_ERRORS) as exc:
             error = as_call_error(exc)
             event = "end failed" if isinstance(exc, UpstreamError) else "end denied"
+            if key is None:  # refused before authorize: the address's key
+                key = limit_key(None, client_ip)
             audit.refused(
                 event,
                 error,

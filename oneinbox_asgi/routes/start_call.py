@@ -46,11 +46,10 @@ class StartCall(Route):
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        key: str | None = None
+        client_ip = self.broker.client_address.of(scope)  # trusted_proxies applied
+        key: str | None = None  # the caller's, once authorize has said who it is
         agent_id: str | None = None
         try:
-            client_ip = self.broker.client_address.of(scope)  # trusted_proxies applied
-            key = limit_key(None, client_ip)  # until authorize says who it is
             body = await self.post_body(scope, receive, START_FIELDS)
             settings = self.settings
             agent = requested_agent(body)
@@ -62,6 +61,8 @@ class StartCall(Route):
         except (CallError, *DOMAIN_ERRORS) as exc:
             error = as_call_error(exc)
             event = "failed" if isinstance(exc, UpstreamError) else "denied"
+            if key is None:  # refused before authorize: the address's key
+                key = limit_key(None, client_ip)
             audit.refused(event, error, started=started, limit_key=key, agent_id=agent_id)
             self.broker.telemetry.refused("start-call", error, agent_id=agent_id)
             await send_error(send, error)

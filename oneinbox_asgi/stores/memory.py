@@ -221,6 +221,8 @@ class MemoryStore:
             day = now // DAY_MS
             if self._paused and not self._paused.isdisjoint(pauses):
                 return Admission(0, (0, "paused"), day=day)
+            if len(rules) == 1:
+                return self._admit_one(rules[0], slot, lease, count_rate, now, day)
             # One pass over the scopes: each one's state, and the first refusal of each
             # kind. A rate refusal outranks a cap, a cap a day's budget (as in Redis).
             scopes: list[tuple[str, deque[int] | None, Leases | None, Day | None]] = []
@@ -266,6 +268,46 @@ class MemoryStore:
                 today.minutes_per_day = rule.minutes_per_day
                 counts.append(today.calls)
             return Admission(expires, None, 0, day, tuple(counts))
+
+    def _admit_one(
+        self, rule: ScopeRule, slot: str, lease: float, count_rate: bool, now: int, day: int
+    ) -> Admission:
+        """``admit`` of one scope (a caller's, with no tenant or global budget: the usual
+        start-call), under the lock: the same checks in the same order, without the
+        bookkeeping that lets several scopes be checked before any is taken."""
+        key = scope_key(rule.scope, rule.key)
+        rate, cap = rule.rate, rule.cap
+        if rate is not None:
+            period = duration_ms(rate[1])
+            times = self._window(key, period) if count_rate else self._hits.get(key, (0, None))[1]
+            if times is not None:
+                wait_ms = _wait(times, rate[0], period, now)
+                if wait_ms:
+                    return Admission(0, (0, "rate"), wait_ms, day)
+                if count_rate:
+                    times.append(now)
+        leases = self._slots.get(key)
+        if cap is not None and leases is not None and leases.live(now, cap) >= cap:
+            return Admission(0, (0, "cap"), 0, day)
+        today = self._days.get((key, day))
+        if today is not None and (
+            rule.calls_per_day is not None or rule.minutes_per_day is not None
+        ):
+            refusal = _over_budget(rule, today, 0, (day + 1) * DAY_MS - now)
+            if refusal is not None:
+                return Admission(0, (0, refusal[1]), refusal[2], day)
+        if leases is None:
+            leases = self._leases(key)
+        elif cap is None:
+            leases.drop_ended(now)
+        expires = now + duration_ms(lease)
+        leases.add(slot, expires)
+        if today is None:
+            today = self._day(key, day)
+        today.calls += 1
+        today.calls_per_day = rule.calls_per_day
+        today.minutes_per_day = rule.minutes_per_day
+        return Admission(expires, None, 0, day, (today.calls,))
 
     def _day(self, key: str, day: int) -> Day:
         today = self._days.get((key, day))

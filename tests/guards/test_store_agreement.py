@@ -37,7 +37,8 @@ def random_limits(rng: random.Random) -> dict[str, Any]:
 
 
 def random_callers(rng: random.Random) -> dict[str, tuple[ScopeRule, ...]]:
-    """Three callers, each in a tenant or none, most also under a global budget."""
+    """Three callers, each in a tenant or none, most also under a global budget; and one
+    with its own scope only (the memory store's one-scope path, the usual start-call)."""
     everyone = random_limits(rng)
     tenants = {name: random_limits(rng) for name in ("acme", "globex")}
     callers = {}
@@ -49,6 +50,7 @@ def random_callers(rng: random.Random) -> dict[str, tuple[ScopeRule, ...]]:
         if rng.random() < 0.7:
             rules.append(ScopeRule("global", "all", **everyone))
         callers[caller] = tuple(rules)
+    callers["id:solo"] = (ScopeRule("caller", "id:solo", **random_limits(rng)),)
     return callers
 
 
