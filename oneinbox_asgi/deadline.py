@@ -91,6 +91,20 @@ class Deadlines:
 _LOOPS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, Deadlines] = (
     weakref.WeakKeyDictionary()
 )
+#: The loop ``within`` ran on last, weakly, and its ``Deadlines``: nearly every call comes
+#: from the same loop, and a look-up in ``_LOOPS`` makes a new weak reference each time.
+_last: tuple[weakref.ref[asyncio.AbstractEventLoop], Deadlines] | None = None
+
+
+def _switch_to(
+    loop: asyncio.AbstractEventLoop,
+) -> tuple[weakref.ref[asyncio.AbstractEventLoop], Deadlines]:
+    global _last
+    deadlines = _LOOPS.get(loop)
+    if deadlines is None:
+        deadlines = _LOOPS[loop] = Deadlines()
+    _last = (weakref.ref(loop), deadlines)
+    return _last
 
 
 async def within(seconds: float, operation: Awaitable[T]) -> T:
@@ -102,11 +116,11 @@ async def within(seconds: float, operation: Awaitable[T]) -> T:
     task = asyncio.current_task(loop)
     if task is None:  # a coroutine driven by hand, outside any task: nothing to cancel
         return await operation
-    deadlines = _LOOPS.get(loop)
-    if deadlines is None:
-        deadlines = _LOOPS[loop] = Deadlines()
+    last = _last
+    if last is None or last[0]() is not loop:
+        last = _switch_to(loop)
     cancelling = task.cancelling()
-    waiting = deadlines.add(loop, task, seconds)
+    waiting = last[1].add(loop, task, seconds)
     try:
         result = await operation
     except asyncio.CancelledError:

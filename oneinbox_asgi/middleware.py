@@ -125,8 +125,12 @@ class OneInboxMiddleware:
                         await _preflight(send, origin)
                         return
                     send = _with_cors(send, origin)
-            with self.broker.telemetry.serving(route, scope):
+            span = self.broker.telemetry.serving(route, scope)
+            if span is None:
                 await endpoint(scope, receive, send)
+            else:
+                with span:
+                    await endpoint(scope, receive, send)
             return
         if "/" not in route and route:  # a widget file (the responder answers 404/405 itself)
             await self.assets(scope, receive, send, route)

@@ -19,7 +19,7 @@ import importlib.metadata
 import re
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterator, Mapping
-from contextlib import AbstractContextManager, contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit
 
@@ -73,9 +73,10 @@ class Telemetry:
 
     enabled = False
 
-    def serving(self, route: str, scope: Scope) -> AbstractContextManager[object]:
-        """The span of one request to a broker route, current while it runs."""
-        return _NOTHING
+    def serving(self, route: str, scope: Scope) -> AbstractContextManager[object] | None:
+        """The span of one request to a broker route, current while it runs; None when no
+        span is made (the route then runs outside any ``with``)."""
+        return None
 
     def started(self, agent_id: str, agent: str | None, call_id: str, started: float) -> None:
         """start-call answered 201; ``started`` is the request's ``time.perf_counter()``."""
@@ -126,7 +127,6 @@ class Telemetry:
         return store
 
 
-_NOTHING: AbstractContextManager[object] = nullcontext()
 OFF = Telemetry()
 
 
@@ -240,9 +240,9 @@ class OpenTelemetry(Telemetry):
             self._own_metering or getattr(otel_metrics_state, "_METER_PROVIDER", True) is not None
         )
 
-    def serving(self, route: str, scope: Scope) -> AbstractContextManager[object]:
+    def serving(self, route: str, scope: Scope) -> AbstractContextManager[object] | None:
         if not self.tracing():
-            return _NOTHING
+            return None
         return self._serving(route, scope)
 
     @contextmanager

@@ -35,6 +35,7 @@ from ..stores.base import (
     StoreUnavailable,
     duration_ms,
     now_ms,
+    pause_target,
 )
 
 logger = logging.getLogger("oneinbox_asgi")
@@ -273,6 +274,7 @@ class Limits:
         )
         self._global_rule = None if global_budget is None else global_budget.rule("global", "all")
         self._lease_ms = duration_ms(max_call_seconds)
+        self._pauses: dict[str, tuple[str, ...]] = {}
 
     def rules(self, key: str, tenant: str | None) -> tuple[ScopeRule, ...]:
         """The scopes a call of this caller (and tenant) counts against, in checking order."""
@@ -288,6 +290,12 @@ class Limits:
         if self._global_rule is not None:
             rules.append(self._global_rule)
         return tuple(rules)
+
+    def _agent_pauses(self, agent_id: str) -> tuple[str, ...]:
+        """The kill switch's targets that stop an agent's calls (one of the options'
+        agents: made once each)."""
+        pauses = self._pauses[agent_id] = ("global", pause_target("agent", agent_id))
+        return pauses
 
     def started_ms(self, expires_ms: int) -> int:
         """When a slot whose lease ends at ``expires_ms`` was taken (the call's start)."""
@@ -306,11 +314,9 @@ class Limits:
         if self.budgets is None:
             return await self._admit_caller_only(key, count_rate=count_rate)
         rules = self.rules(key, tenant)
-        pauses = (
-            ("global", f"agent:{agent_id}")
-            if tenant is None
-            else ("global", f"agent:{agent_id}", f"tenant:{tenant}")
-        )
+        pauses = self._pauses.get(agent_id) or self._agent_pauses(agent_id)
+        if tenant is not None:
+            pauses += (f"tenant:{tenant}",)
         slot = new_slot_id()
         admission = await self.budgets.admit(
             rules,

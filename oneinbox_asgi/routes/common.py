@@ -75,10 +75,9 @@ class Route:
             raise
         return parse_body(await read_body(scope, receive, MAX_BODY_BYTES), fields)
 
-    async def session(self, scope: Scope) -> Mapping[str, Any]:
-        if "session" in scope:
-            session: Mapping[str, Any] = scope["session"]
-            return session
+    async def read_session(self, scope: Scope) -> Mapping[str, Any]:
+        """The session without the framework's session middleware (``scope["session"]``):
+        through the ``session=`` reader, else the empty ``MissingSession``."""
         reader = self.settings.session
         if reader is None:
             return self._missing_session
@@ -94,7 +93,7 @@ class Route:
         """Run ``authorize``; the request as the later hooks see it (``caller`` set)."""
         request = CallRequest(
             scope,
-            session=await self.session(scope),
+            session=scope["session"] if "session" in scope else await self.read_session(scope),
             client_ip=client_ip,
             body=body,
             agent=agent,

@@ -84,7 +84,7 @@ class StartCall(Route):
         """From an authorized request to the 201 answer."""
         broker = self.broker
         limits = broker.limits
-        tenant = await self._tenant(request)
+        tenant = None if self.settings.tenant is None else await self._tenant(request)
         slot = await self._admit(key, tenant, agent_id)
         try:
             variables = from_browser | await self._hook_mapping("variables", request)
@@ -120,8 +120,7 @@ class StartCall(Route):
     async def _tenant(self, request: CallRequest) -> str | None:
         """The ``tenant`` hook's answer: the team, customer or service the call counts for."""
         hook = self.settings.tenant
-        if hook is None:
-            return None
+        assert hook is not None
         try:
             tenant = await run_hook(hook, request)
             if tenant is not None and (not isinstance(tenant, str) or not tenant):
@@ -163,16 +162,16 @@ class StartCall(Route):
         lifecycle = self.broker.lifecycle
         if lifecycle is None:
             return
-        entry = CallEntry(
-            call_id=call.call_id,
-            limit_key=key,
-            slot=slot.id,
-            caller=json_form(request.caller),
-            agent_id=agent_id,
-            agent=request.agent,
-            started_ms=self.broker.limits.started_ms(slot.expires_ms),
-            deadline_ms=slot.expires_ms,
-            tenant=tenant,
+        entry = CallEntry(  # positional: a third cheaper than by keyword, on every start-call
+            call.call_id,  # call_id
+            key,  # limit_key
+            slot.id,  # slot
+            json_form(request.caller),  # caller
+            agent_id,  # agent_id
+            request.agent,  # agent
+            self.broker.limits.started_ms(slot.expires_ms),  # started_ms
+            slot.expires_ms,  # deadline_ms
+            tenant,  # tenant
         )
         try:
             await lifecycle.ledger.record_call(entry)

@@ -275,7 +275,7 @@ class MemoryStore:
         """``admit`` of one scope (a caller's, with no tenant or global budget: the usual
         start-call), under the lock: the same checks in the same order, without the
         bookkeeping that lets several scopes be checked before any is taken."""
-        key = scope_key(rule.scope, rule.key)
+        key = rule.key if rule.scope == "caller" else scope_key(rule.scope, rule.key)
         rate, cap = rule.rate, rule.cap
         if rate is not None:
             period = duration_ms(rate[1])

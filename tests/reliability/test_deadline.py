@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import threading
 import time
 import weakref
 
@@ -136,3 +137,33 @@ def test_a_finished_loop_is_not_kept_alive() -> None:
         asyncio.run(main())
     gc.collect()
     assert [ref() for ref in loops] == [None, None, None]
+
+
+def test_a_loop_in_another_thread_keeps_its_own_deadlines() -> None:
+    # ``within`` remembers the loop it ran on last: a loop in another thread must still get
+    # its own queue and its own timer, which fires though the first loop has finished.
+    first_running = threading.Event()
+    outcome: list[object] = []
+
+    async def first() -> None:
+        first_running.set()
+        until = time.monotonic() + 0.1
+        while time.monotonic() < until:  # its timer armed for 0.2 s on, then the loop ends
+            await within(0.2, answer_after(0.001))
+
+    async def second() -> None:
+        first_running.wait(5)
+        await asyncio.sleep(0.02)
+        clock = time.monotonic()
+        try:
+            outcome.append(await within(0.3, answer_after(3)))
+        except TimeoutError:
+            outcome.append(time.monotonic() - clock)
+
+    threads = [threading.Thread(target=asyncio.run, args=(main(),)) for main in (first, second)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+    (waited,) = outcome
+    assert isinstance(waited, float) and 0.25 < waited < 1.5, outcome
