@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import httpx
 import uvloop
 
-from oneinbox_asgi import OneInboxMiddleware
+from oneinbox_asgi import OneInboxMiddleware, jsoncodec
 from oneinbox_asgi import telemetry as telemetry_module
 from oneinbox_asgi.transport import Response
 from oneinbox_asgi.transport.httpx_transport import HttpxTransport
@@ -266,6 +266,26 @@ async def logic_costs(round_seconds: float, rounds: int, warm_up: int) -> dict[s
         )
 
     calls["of which: the end-call handle (guards/handles.py, issue)"] = handle
+    # The answer's JSON, as jsoncodec writes it (orjson), and as the standard library's
+    # json does (what 0.1 used, and jsoncodec's fallback without orjson).
+    answer = {
+        "call_id": "call_000000000001",
+        "server_url": SERVER_URL,
+        "participant_token": "x" * 480,
+        "end_token": signer.issue(
+            "id:user1", call_id="call_000000000001", agent_id=AGENT_ID, slot=None, expires_ms=1
+        ),
+    }
+    stdlib = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+    async def answer_orjson() -> None:
+        jsoncodec.dumps(answer)
+
+    async def answer_json() -> None:
+        stdlib.encode(answer).encode()
+
+    calls["json: the 201 answer, jsoncodec (orjson)"] = answer_orjson
+    calls["json: the 201 answer, the standard library's json"] = answer_json
     for telemetry, label in [
         ("absent", "telemetry: start-call, opentelemetry-api absent"),
         ("api", "telemetry: start-call, the API's no-op providers (no SDK)"),

@@ -29,10 +29,9 @@ class CallRequest:
 
     __slots__ = ("_cookies", "_headers", "agent", "body", "caller", "client_ip", "scope", "session")
 
-    def __init__(
+    def __init__(  # not keyword-only: a class called by keyword builds a dict per call
         self,
         scope: Scope,
-        *,
         session: Mapping[str, Any],
         client_ip: str | None,
         body: Mapping[str, Any],
@@ -52,14 +51,7 @@ class CallRequest:
 
     def identified(self, caller: Any) -> CallRequest:
         """The same request as the later hooks see it: ``caller`` is what authorize returned."""
-        return CallRequest(
-            self.scope,
-            session=self.session,
-            client_ip=self.client_ip,
-            body=self.body,
-            agent=self.agent,
-            caller=caller,
-        )
+        return CallRequest(self.scope, self.session, self.client_ip, self.body, self.agent, caller)
 
     @property
     def headers(self) -> Headers:

@@ -91,13 +91,8 @@ class Route:
         self, scope: Scope, client_ip: str | None, body: Mapping[str, Any], agent: str | None
     ) -> CallRequest:
         """Run ``authorize``; the request as the later hooks see it (``caller`` set)."""
-        request = CallRequest(
-            scope,
-            session=scope["session"] if "session" in scope else await self.read_session(scope),
-            client_ip=client_ip,
-            body=body,
-            agent=agent,
-        )
+        session = scope["session"] if "session" in scope else await self.read_session(scope)
+        request = CallRequest(scope, session, client_ip, body, agent)
         try:
             caller = await run_hook(self.settings.authorize, request)
         except Forbidden as exc:
