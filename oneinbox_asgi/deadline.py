@@ -41,7 +41,8 @@ class _Waiting:
 
 class Deadlines:
     """One loop's operations under a deadline. It holds no reference to its loop (it is
-    kept by a weak mapping from the loop), and none to the task of a finished operation."""
+    kept by a weak mapping from the loop, and by ``_last`` for the loop ``within`` ran on
+    last), and none to the task of a finished operation."""
 
     def __init__(self) -> None:
         self._queues: dict[float, deque[_Waiting]] = {}  # by duration, each in time order

@@ -584,10 +584,18 @@ def _watched_class(store_type: type) -> type:
         return made
     import inspect
 
+    def parameters(function: Any) -> list[str]:
+        return list(inspect.signature(function).parameters)
+
     namespace: dict[str, Any] = {}
     for name, member in inspect.getmembers(store_type):
         if not name.startswith("_") and inspect.iscoroutinefunction(member):
-            namespace[name] = _Operations.__dict__.get(name) or _forwarder(name)
+            operation = _Operations.__dict__.get(name)
+            # The protocol's own forwarder only for a method with the protocol's parameters
+            # (a store may take more, or name a method of its own alike).
+            if operation is None or parameters(operation) != parameters(member):
+                operation = _forwarder(name)
+            namespace[name] = operation
     namespace["__slots__"] = ()
     made = type(f"Watched{store_type.__name__}", (WatchedStore,), namespace)
     _WATCHED[store_type] = made
@@ -610,10 +618,15 @@ class WatchedStore:
         object.__setattr__(self, "_telemetry", telemetry)
 
     def __getattr__(self, name: str) -> Any:
+        if name in WatchedStore.__slots__:  # not set yet (copy, pickle): not the store's
+            raise AttributeError(name)
         return getattr(self._inner, name)
 
     def __setattr__(self, name: str, value: Any) -> None:
-        setattr(self._inner, name, value)
+        if name in WatchedStore.__slots__:  # copy.copy restores them so
+            object.__setattr__(self, name, value)
+        else:
+            setattr(self._inner, name, value)
 
     @property
     def clock(self) -> Any:

@@ -242,6 +242,8 @@ class OneInboxClient:
         if payload is None:
             body, headers = None, self._auth_headers
         else:
+            # Only finite numbers reach here (payload.py refuses the rest): orjson would
+            # write NaN as null.
             body, headers = dumps(payload), self._json_headers
         url = self.base_url + path
         for attempt in range(1, ATTEMPTS + 1):

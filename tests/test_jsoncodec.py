@@ -6,10 +6,11 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 
-import orjson
 import pytest
 
 from oneinbox_asgi import jsoncodec
+
+orjson = jsoncodec.orjson  # None where it is not installed (PyPy): its cases are skipped
 
 ANSWER = {
     "call_id": "call_000000000001",
@@ -29,8 +30,8 @@ VALUES = [
 def codec(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     if request.param == "json":
         monkeypatch.setattr(jsoncodec, "orjson", None)
-    else:
-        assert jsoncodec.orjson is orjson
+    elif orjson is None:
+        pytest.skip("orjson is not installed here")
     yield request.param
 
 
@@ -43,6 +44,7 @@ def test_what_is_written_reads_back_as_the_same_value(codec: str, value: object)
     assert b": " not in text and b", " not in text  # compact
 
 
+@pytest.mark.skipif(orjson is None, reason="orjson is not installed here")
 def test_orjson_writes_what_json_writes_compact_in_utf8() -> None:
     for value in VALUES:
         expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode()
@@ -53,7 +55,7 @@ def test_orjson_writes_what_json_writes_compact_in_utf8() -> None:
 def test_a_value_orjson_refuses_is_written_by_json(codec: str, value: object) -> None:
     if codec == "orjson":
         with pytest.raises(TypeError):
-            orjson.dumps(value)
+            orjson.dumps(value)  # type: ignore[union-attr]
     assert json.loads(jsoncodec.dumps(value)) == value
 
 
@@ -69,3 +71,11 @@ def test_nan_is_never_written(codec: str) -> None:
 def test_what_is_not_json_is_a_value_error(codec: str, text: bytes) -> None:
     with pytest.raises(ValueError):
         jsoncodec.loads(text)
+
+
+@pytest.mark.parametrize(
+    "text", [b'{"x": NaN}', b'{"x": 1e400}', b'"\\ud800"', b"\xef\xbb\xbf{}", b"[-Infinity]"]
+)
+def test_what_json_reads_is_read_the_same(codec: str, text: bytes) -> None:
+    # Readable before orjson, readable now (orjson refuses these; json reads them).
+    assert repr(jsoncodec.loads(text)) == repr(json.loads(text))  # NaN != NaN; reprs match

@@ -3,6 +3,7 @@ own methods looked up at each call, and the forwarders' signatures the protocols
 
 from __future__ import annotations
 
+import copy
 import inspect
 from typing import Any
 
@@ -118,3 +119,30 @@ async def test_without_a_listener_the_store_s_own_awaitable_is_answered() -> Non
     assert inspect.getcoroutinestate(operation) == inspect.CORO_CREATED
     assert operation.cr_code is MemoryStore.admit.__code__
     assert (await operation).expires_ms > 0
+
+
+class PriorityStore(MemoryStore):
+    """A store whose ``acquire`` takes more than the protocol's arguments."""
+
+    async def acquire(self, key: str, slot: str, cap: int, lease: float, priority: int = 0) -> int:
+        self.priority = priority
+        return await super().acquire(key, slot, cap, lease)
+
+
+async def test_a_method_with_its_own_parameters_is_forwarded_whole(otel: Otel) -> None:
+    inner = PriorityStore()
+    store = watched(otel, inner)
+    assert await store.acquire("id:u1", "s1", 1, 60.0, priority=3) > 0
+    assert inner.priority == 3
+    assert otel.total(
+        otel.metrics(), "oneinbox.store.duration", oneinbox__store__operation="acquire"
+    )
+
+
+async def test_a_watched_store_copies_without_recursing(otel: Otel) -> None:
+    inner = MemoryStore()
+    store = watched(otel, inner)
+    copied = copy.copy(store)
+    assert type(copied) is type(store) and copied.clock is inner.clock
+    await copied.record_call(ENTRY)  # the same store underneath
+    assert await store.call("call_1") == (ENTRY, False)
