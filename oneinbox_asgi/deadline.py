@@ -10,16 +10,23 @@ that finishes is only marked done. Per operation: an append and a flag, no timer
 scan of the others ever (a marked one leaves its queue when it reaches the front).
 Elsewhere (trio) it is anyio's ``fail_after``. Either way a cancellation from outside
 stays a cancellation.
+
+On asyncio, before any of that, the operation's first step runs at once, as an eager
+task's does (Python 3.12's ``asyncio.eager_task_factory``): a deadline can only come due
+while the operation waits, so one that finishes without waiting (a request body the
+server has already read, the usual case) needs no deadline at all, and gets none. (Not
+under trio: a cancel scope the operation opens in that step would not nest inside ours.)
 """
 
 from __future__ import annotations
 
 import asyncio
+import types
 import weakref
 from asyncio import _get_running_loop as asyncio_running_loop
 from collections import deque
 from collections.abc import Awaitable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
@@ -109,21 +116,29 @@ def _switch_to(
 
 
 async def within(seconds: float, operation: Awaitable[T]) -> T:
-    """Await ``operation``; ``TimeoutError`` if it has not finished after ``seconds``."""
+    """Await ``operation`` (a coroutine or a future); ``TimeoutError`` if it has not
+    finished after ``seconds``."""
     loop = asyncio_running_loop()
-    if loop is None:
+    if loop is None:  # trio: its cancel scopes must nest, so the whole operation is inside
         with anyio.fail_after(seconds):
             return await operation
+    steps: Any = operation.__await__()
+    try:
+        waiting_on = steps.send(None)
+    except StopIteration as finished:
+        result: T = finished.value  # it never waited: no deadline could have come due
+        return result
+    rest: Awaitable[T] = _rest(steps, waiting_on)
     task = asyncio.current_task(loop)
     if task is None:  # a coroutine driven by hand, outside any task: nothing to cancel
-        return await operation
+        return await rest
     last = _last
     if last is None or last[0]() is not loop:
         last = _switch_to(loop)
     cancelling = task.cancelling()
     waiting = last[1].add(loop, task, seconds)
     try:
-        result = await operation
+        result = await rest
     except asyncio.CancelledError:
         # Ours (and only ours) becomes a TimeoutError, as in asyncio.timeout.
         if waiting.fired and task.uncancel() <= cancelling:
@@ -134,3 +149,26 @@ async def within(seconds: float, operation: Awaitable[T]) -> T:
     if waiting.fired:  # it fired as the operation finished: its cancellation is taken back
         task.uncancel()
     return result
+
+
+@types.coroutine
+def _rest(steps: Any, waiting_on: Any) -> Any:  # an awaitable of the operation's result
+    """The rest of an operation whose first step has run and is ``waiting_on`` something:
+    what ``yield from`` does, from there. Whatever the event loop sends or throws in goes
+    to the operation, and what the operation waits on next goes to the loop."""
+    while True:
+        try:
+            sent = yield waiting_on
+        except GeneratorExit:  # this coroutine is closed: so is the operation
+            steps.close()
+            raise
+        except BaseException as thrown:  # a cancellation, or trio's own
+            try:
+                waiting_on = steps.throw(thrown)
+            except StopIteration as finished:
+                return finished.value
+        else:
+            try:
+                waiting_on = steps.send(sent)
+            except StopIteration as finished:
+                return finished.value

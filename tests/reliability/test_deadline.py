@@ -15,6 +15,7 @@ import weakref
 import anyio
 import pytest
 
+from oneinbox_asgi import deadline
 from oneinbox_asgi.deadline import within
 
 
@@ -167,3 +168,63 @@ def test_a_loop_in_another_thread_keeps_its_own_deadlines() -> None:
         thread.join(10)
     (waited,) = outcome
     assert isinstance(waited, float) and 0.25 < waited < 1.5, outcome
+
+
+def test_an_operation_that_never_waits_gets_no_deadline() -> None:
+    # Its first step runs at once: finished there, no deadline is noted for it at all.
+    async def main() -> tuple[bool, bool]:
+        loop = asyncio.get_running_loop()
+        assert await within(0.01, already("answer")) == "answer"
+        noted_before_waiting = loop in deadline._LOOPS
+        assert await within(1.0, answer_after(0)) == "answer"  # this one waits once
+        return noted_before_waiting, loop in deadline._LOOPS
+
+    assert asyncio.run(main()) == (False, True)
+
+
+async def already(value: str) -> str:
+    return value
+
+
+async def refuses() -> str:
+    raise ValueError("refused at once")
+
+
+def test_an_error_in_the_first_step_is_raised_as_it_is() -> None:
+    with pytest.raises(ValueError, match="refused at once"):
+        asyncio.run(within(1.0, refuses()))
+
+
+def test_a_closed_waiting_operation_is_closed_too() -> None:
+    closed: list[bool] = []
+
+    async def waits() -> None:
+        try:
+            await asyncio.sleep(10)
+        finally:
+            closed.append(True)
+
+    async def main() -> None:
+        steps = waits().__await__()
+        rest = deadline._rest(steps, steps.send(None))
+        rest.send(None)  # the operation's future, handed to the loop
+        rest.close()
+
+    asyncio.run(main())
+    assert closed == [True]
+
+
+def test_under_trio_late_operations_time_out_and_the_rest_answer() -> None:
+    trio = pytest.importorskip("trio")
+
+    async def main() -> list[object]:
+        results: list[object] = [await within(1.0, already("at once"))]
+        results.append(await within(1.0, answer_after(0.01)))
+        started = time.monotonic()
+        try:
+            await within(0.1, answer_after(5))
+        except TimeoutError:
+            results.append(round(time.monotonic() - started, 1))
+        return results
+
+    assert trio.run(main) == ["at once", "answer", 0.1]
