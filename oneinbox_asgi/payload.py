@@ -156,7 +156,8 @@ def hook_mapping(name: str, value: Any) -> dict[str, Any]:
     """A ``variables`` / ``metadata`` hook's result as a dict of JSON values."""
     if value is None:
         return {}
-    if not isinstance(value, Mapping):
+    # A dict, nearly always: asked first, as isinstance against the Mapping ABC costs 6x.
+    if type(value) is not dict and not isinstance(value, Mapping):
         raise HookValueError(f"the {name} hook must return a dict, not {type(value).__name__}")
     return {
         str(key): item
