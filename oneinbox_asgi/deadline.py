@@ -162,7 +162,7 @@ def _rest(steps: Any, waiting_on: Any) -> Any:  # an awaitable of the operation'
         except GeneratorExit:  # this coroutine is closed: so is the operation
             steps.close()
             raise
-        except BaseException as thrown:  # a cancellation, or trio's own
+        except BaseException as thrown:  # a cancellation
             try:
                 waiting_on = steps.throw(thrown)
             except StopIteration as finished:
