@@ -346,8 +346,8 @@ def costs_table(costs: dict[str, dict[str, float]], settings: Settings) -> str:
         ["upstream client, 16 in flight", name, f"{value:,.0f}"]
         for name, value in costs["client"].items()
     ]
-    rows += [
-        ["in-process, one at a time", name, f"{value:,.0f}"]
+    rows += [  # tenths: some parts cost well under a µs
+        ["in-process, one at a time", name, f"{value:,.1f}"]
         for name, value in costs["logic"].items()
     ]
     return (
