@@ -253,21 +253,11 @@ class MemoryStore:
             if refusal is not None:
                 return Admission(0, (refusal[0], refusal[1]), refusal[2], day)
             expires = now + duration_ms(lease)
-            counts = []
-            for rule, (key, _, leases, today) in zip(rules, scopes, strict=True):
-                # Every scope holds the slot, capped or not: its live count.
-                if leases is None:
-                    leases = self._leases(key)
-                elif rule.cap is None:  # else the check above dropped the ended ones
-                    leases.drop_ended(now)
-                leases.add(slot, expires)
-                if today is None:
-                    today = self._day(key, day)
-                today.calls += 1
-                today.calls_per_day = rule.calls_per_day
-                today.minutes_per_day = rule.minutes_per_day
-                counts.append(today.calls)
-            return Admission(expires, None, 0, day, tuple(counts))
+            counts = tuple(
+                self._take(key, rule, leases, today, slot, expires, now)
+                for rule, (key, _, leases, today) in zip(rules, scopes, strict=True)
+            )
+            return Admission(expires, None, 0, day, counts)
 
     def _admit_one(
         self, rule: ScopeRule, slot: str, lease: float, count_rate: bool, now: int, day: int
@@ -296,18 +286,34 @@ class MemoryStore:
             refusal = _over_budget(rule, today, 0, (day + 1) * DAY_MS - now)
             if refusal is not None:
                 return Admission(0, (0, refusal[1]), refusal[2], day)
+        expires = now + duration_ms(lease)
+        calls = self._take(key, rule, leases, today, slot, expires, now)
+        return Admission(expires, None, 0, day, (calls,))
+
+    def _take(
+        self,
+        key: str,
+        rule: ScopeRule,
+        leases: Leases | None,
+        today: Day | None,
+        slot: str,
+        expires: int,
+        now: int,
+    ) -> int:
+        """Hold ``slot`` at a scope until ``expires`` and count the call on its day, under
+        the lock (every scope holds the slot, capped or not: its live count); the scope's
+        calls that day. ``leases`` and ``today``: the scope's, if it has them already."""
         if leases is None:
             leases = self._leases(key)
-        elif cap is None:
+        elif rule.cap is None:  # else checking the cap dropped the ended ones
             leases.drop_ended(now)
-        expires = now + duration_ms(lease)
         leases.add(slot, expires)
         if today is None:
-            today = self._day(key, day)
+            today = self._day(key, now // DAY_MS)
         today.calls += 1
         today.calls_per_day = rule.calls_per_day
         today.minutes_per_day = rule.minutes_per_day
-        return Admission(expires, None, 0, day, (today.calls,))
+        return today.calls
 
     def _day(self, key: str, day: int) -> Day:
         today = self._days.get((key, day))
