@@ -84,7 +84,8 @@ class StartCall(Route):
         """From an authorized request to the 201 answer."""
         broker = self.broker
         limits = broker.limits
-        tenant = None if self.settings.tenant is None else await self._tenant(request)
+        tenant_hook = self.settings.tenant
+        tenant = None if tenant_hook is None else await self._tenant(tenant_hook, request)
         slot = await self._admit(key, tenant, agent_id)
         try:
             variables = from_browser | await self._hook_mapping("variables", request)
@@ -117,10 +118,8 @@ class StartCall(Route):
             )
         return _answer(call, end_token)
 
-    async def _tenant(self, request: CallRequest) -> str | None:
+    async def _tenant(self, hook: Hook, request: CallRequest) -> str | None:
         """The ``tenant`` hook's answer: the team, customer or service the call counts for."""
-        hook = self.settings.tenant
-        assert hook is not None
         try:
             tenant = await run_hook(hook, request)
             if tenant is not None and (not isinstance(tenant, str) or not tenant):
